@@ -1,0 +1,90 @@
+"""`authsvc serve` and friends."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+
+from . import __version__, logs
+from .settings import Settings, SettingsError, documented
+
+log = logging.getLogger("authsvc")
+
+
+def serve(host: str, port: int, workers: int) -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"authsvc: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(settings.log_level)
+    # Workers read the environment again; what the parent decides goes through it.
+    if settings.secret is None and settings.id_check == "mac":
+        os.environ["AUTHSVC_SECRET"] = secrets.token_urlsafe(32)
+        log.warning(
+            "AUTHSVC_SECRET is not set: ids issued now are valid only until this process "
+            "stops, and only here. Set the same AUTHSVC_SECRET on every replica."
+        )
+    metrics_dir = None
+    if workers > 1 and settings.multiproc_dir is None:
+        metrics_dir = tempfile.mkdtemp(prefix="authsvc-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+
+    import uvicorn
+
+    try:
+        uvicorn.run(
+            "authsvc.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            log_config=logs.config(settings.log_level),
+            access_log=False,
+            lifespan="on",
+            proxy_headers=False,
+            server_header=False,
+        )
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def check() -> int:
+    try:
+        Settings.from_env()
+    except SettingsError as exc:
+        print(f"authsvc: {exc}", file=sys.stderr)
+        return 2
+    print("settings ok")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="authsvc", description="CanWatch stream-limit service")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("serve", help="run the HTTP service")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=9005)
+    run.add_argument("--workers", type=int, default=1)
+    sub.add_parser("check", help="validate the AUTHSVC_* settings and exit")
+    sub.add_parser("settings", help="list every setting with its default")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        if args.workers < 1:
+            parser.error("--workers must be at least 1")
+        return serve(args.host, args.port, args.workers)
+    if args.command == "check":
+        return check()
+    for name, default, doc in documented():
+        print(f"{name:32} {default:28} {doc}")
+    return 0

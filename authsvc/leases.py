@@ -1,0 +1,208 @@
+"""The limiter: stream leases kept in Redis, one atomic Lua script per decision.
+
+No HTTP in here. Every Redis failure, including a timeout, surfaces as
+``StoreUnavailable`` so that callers answer 503 and never mistake it for a refusal.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+
+from .settings import Settings
+from .store import AutoPipeline, Script, StoreUnavailable
+
+__all__ = ["Activation", "ActiveLeases", "Lease", "Leases", "Outcome", "StoreUnavailable", "Touch"]
+
+
+class Outcome(enum.Enum):
+    ADMITTED = 1
+    REFRESHED = 2
+    LIMIT = 3
+    EVICTED = 4
+    SHADOW = 5
+
+
+@dataclass(frozen=True)
+class Lease:
+    stream_id: str
+    refreshed_ms: int
+    expires_ms: int | None  # None when leases never expire
+
+
+@dataclass(frozen=True)
+class Activation:
+    outcome: Outcome
+    limit: int
+    now_ms: int
+    active_count: int
+    expires_ms: int | None
+    evicted: tuple[str, ...] = ()
+    active: tuple[Lease, ...] = ()  # filled when refused at the limit
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome is not Outcome.LIMIT
+
+
+@dataclass(frozen=True)
+class Touch:
+    alive: bool
+    now_ms: int
+    expires_ms: int | None
+
+
+@dataclass(frozen=True)
+class ActiveLeases:
+    leases: tuple[Lease, ...]
+    limit: int
+    operator_limit: int | None
+    now_ms: int
+
+
+def _script(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Leases:
+    """Stream leases of every user, kept in one Redis (or one Cluster slot per user)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        on_store_state: Callable[[bool, str], None] | None = None,
+    ) -> None:
+        """``on_store_state(up, reason)`` is called when Redis goes from answering to
+        failing and back (and on every failure with up=False), never on the hot path."""
+        self._redis = redis
+        self._on_store_state = on_store_state or (lambda up, reason: None)
+        self._up = True
+        self._prefix = settings.key_prefix
+        self._ttl_ms = settings.lease_ttl_ms
+        self._default_limit = settings.max_streams
+        self._policy = settings.limit_policy
+        self._enforce = "1" if settings.enforce else "0"
+        self._pipeline = AutoPipeline(redis, settings.redis_timeout_s)
+        self._activate = Script(_script("activate.lua"))
+        self._touch = Script(_script("touch.lua"))
+        self._active = Script(_script("active.lua"))
+        self._end_all = Script(_script("end_all.lua"))
+
+    # Keys share the {user} hash tag, so every script touches one Cluster slot.
+    def _streams_key(self, user_id: str) -> str:
+        return f"{self._prefix}{{{user_id}}}:streams"
+
+    def _limit_key(self, user_id: str) -> str:
+        return f"{self._prefix}{{{user_id}}}:limit"
+
+    def _expiry(self, refreshed_ms: int) -> int | None:
+        return refreshed_ms + self._ttl_ms if self._ttl_ms else None
+
+    async def _call(self, coro: Awaitable[Any]) -> Any:
+        try:
+            reply = await coro
+        except StoreUnavailable as exc:
+            self._up = False
+            self._on_store_state(False, str(exc))
+            raise
+        if not self._up:
+            self._up = True
+            self._on_store_state(True, "")
+        return reply
+
+    async def activate(self, user_id: str, stream_id: str, claim_limit: int | None = None) -> Activation:
+        """Admit, refresh or refuse a stream for a user, atomically.
+
+        The user's limit is the operator's override if set, else ``claim_limit`` (from
+        the user's token) if given, else the default. Raises StoreUnavailable.
+        """
+        keys = [self._streams_key(user_id), self._limit_key(user_id)]
+        args: list[str | int] = [
+            stream_id,
+            self._ttl_ms,
+            self._default_limit,
+            "" if claim_limit is None else claim_limit,
+            self._policy,
+            self._enforce,
+        ]
+        reply = await self._call(self._activate(self._pipeline, keys, args))
+        assert isinstance(reply, list)
+        code, limit, now, count = (int(v) for v in reply[:4])
+        outcome = Outcome(code)
+        extra = [_text(v) for v in reply[4:]]
+        active: tuple[Lease, ...] = ()
+        evicted: tuple[str, ...] = ()
+        if outcome is Outcome.LIMIT:
+            active = self._pairs(extra)
+        elif outcome is Outcome.EVICTED:
+            evicted = tuple(extra)
+        expires = None if outcome is Outcome.LIMIT else self._expiry(now)
+        return Activation(outcome, limit, now, count, expires, evicted, active)
+
+    async def touch(self, user_id: str, stream_id: str) -> Touch:
+        """Refresh the user's lease on a stream if it is alive (heartbeat and gate).
+
+        Raises StoreUnavailable.
+        """
+        keys = [self._streams_key(user_id)]
+        reply = await self._call(self._touch(self._pipeline, keys, [stream_id, self._ttl_ms]))
+        assert isinstance(reply, list)
+        alive, now = bool(int(reply[0])), int(reply[1])
+        return Touch(alive, now, self._expiry(now) if alive else None)
+
+    async def deactivate(self, user_id: str, stream_id: str) -> bool:
+        """End the user's lease on a stream; True if there was one. Raises StoreUnavailable."""
+        removed = await self._call(self._pipeline.execute("ZREM", self._streams_key(user_id), stream_id))
+        return bool(removed)
+
+    async def active(self, user_id: str, claim_limit: int | None = None) -> ActiveLeases:
+        """The user's live leases, oldest refresh first, and their limit. Raises StoreUnavailable."""
+        keys = [self._streams_key(user_id), self._limit_key(user_id)]
+        reply = await self._call(self._active(self._pipeline, keys, [self._ttl_ms]))
+        assert isinstance(reply, list)
+        override_raw = _text(reply[0])
+        operator_limit = int(override_raw) if override_raw else None
+        if operator_limit is not None:
+            limit = operator_limit
+        elif claim_limit is not None:
+            limit = claim_limit
+        else:
+            limit = self._default_limit
+        leases = self._pairs([_text(v) for v in reply[2:]])
+        return ActiveLeases(leases, limit, operator_limit, int(reply[1]))
+
+    async def set_limit(self, user_id: str, limit: int | None) -> None:
+        """Give a user their own limit, or with None go back to the default. Raises StoreUnavailable."""
+        key = self._limit_key(user_id)
+        command = ("DEL", key) if limit is None else ("SET", key, limit)
+        await self._call(self._pipeline.execute(*command))
+
+    async def end_all(self, user_id: str) -> int:
+        """End every lease of a user; returns how many there were. Raises StoreUnavailable."""
+        keys = [self._streams_key(user_id)]
+        return int(await self._call(self._end_all(self._pipeline, keys, [])))
+
+    async def ping(self) -> bool:
+        """True when Redis answers. Raises StoreUnavailable."""
+        return bool(await self._call(self._pipeline.execute("PING")))
+
+    async def close(self) -> None:
+        """Let the batches under way finish."""
+        await self._pipeline.drain()
+
+    def _pairs(self, flat: list[str]) -> tuple[Lease, ...]:
+        leases = []
+        for i in range(0, len(flat) - 1, 2):
+            refreshed = int(float(flat[i + 1]))
+            leases.append(Lease(flat[i], refreshed, self._expiry(refreshed)))
+        return tuple(leases)

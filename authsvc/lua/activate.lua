@@ -1,0 +1,64 @@
+-- Activate a stream for a user: the whole admission decision in one atomic step.
+-- KEYS[1]  the user's leases: sorted set, member = stream id, score = last refresh (ms, Redis TIME)
+-- KEYS[2]  the user's own limit, if an operator set one (string integer)
+-- ARGV[1]  stream id
+-- ARGV[2]  lease TTL in ms; 0 = leases never expire
+-- ARGV[3]  default limit
+-- ARGV[4]  the limit the user's token carries, or '' (an operator's limit wins over it)
+-- ARGV[5]  policy at the limit: 'reject' or 'evict_oldest'
+-- ARGV[6]  '1' to enforce, '0' for shadow mode (decide, never deny or evict)
+-- returns {code, limit, now_ms, active_count, ...}
+--   code 1 admitted, 2 already active (refreshed), 3 refused at the limit (+ stream, score pairs),
+--   4 admitted after evicting (+ evicted stream ids), 5 over the limit but admitted in shadow mode
+local key, stream = KEYS[1], ARGV[1]
+local ttl = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+if ttl > 0 then
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ttl)
+end
+
+local limit = tonumber(redis.call('GET', KEYS[2]) or (ARGV[4] ~= '' and ARGV[4]) or ARGV[3])
+
+local function admit()
+  redis.call('ZADD', key, now, stream)
+  if ttl > 0 then
+    redis.call('PEXPIRE', key, ttl)
+  end
+end
+
+if redis.call('ZSCORE', key, stream) then
+  admit()
+  return {2, limit, now, redis.call('ZCARD', key)}
+end
+
+local count = redis.call('ZCARD', key)
+if count < limit then
+  admit()
+  return {1, limit, now, count + 1}
+end
+
+if ARGV[6] ~= '1' then
+  admit()
+  return {5, limit, now, count + 1}
+end
+
+if ARGV[5] == 'evict_oldest' and limit > 0 then
+  -- End as many of the longest-idle leases as it takes to make room (more than one
+  -- when the user's limit was lowered below what they hold).
+  local evicted = redis.call('ZRANGE', key, 0, count - limit)
+  redis.call('ZREM', key, unpack(evicted))
+  admit()
+  local reply = {4, limit, now, limit}
+  for _, id in ipairs(evicted) do
+    reply[#reply + 1] = id
+  end
+  return reply
+end
+
+local reply = {3, limit, now, count}
+for _, item in ipairs(redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')) do
+  reply[#reply + 1] = item
+end
+return reply

@@ -1,0 +1,97 @@
+"""Prometheus metrics, on a registry of their own.
+
+With several worker processes, prometheus-client's multiprocess mode is used: the
+CLI points PROMETHEUS_MULTIPROC_DIR at a fresh folder before the workers start, every
+worker writes its values there, and /metrics adds them up.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from . import __version__
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+DECISION_KINDS = ("activate", "heartbeat", "gate")
+DECISION_OUTCOMES = ("allowed", "limit", "not_active", "invalid", "shadow_denied", "error")
+
+
+class Metrics:
+    """Every metric authsvc exports; one instance per app."""
+
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self.multiprocess_dir = multiprocess_dir
+        r = self.registry
+        self.requests = Counter(
+            "authsvc_http_requests_total",
+            "HTTP requests answered",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "authsvc_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["route"],
+            registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+        )
+        self.decisions = Counter(
+            "authsvc_decisions_total",
+            "Lease decisions by kind and outcome",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.evictions = Counter(
+            "authsvc_evictions_total", "Leases ended to admit a newer stream", registry=r
+        )
+        self.redis_errors = Counter(
+            "authsvc_redis_errors_total", "Redis calls that failed or timed out", registry=r
+        )
+        self.redis_up = Gauge(
+            "authsvc_redis_up",
+            "1 when the last Redis call succeeded, else 0",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.build_info = Gauge(
+            "authsvc_build_info",
+            "Version of authsvc",
+            ["version"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.build_info.labels(__version__).set(1)
+        for kind in DECISION_KINDS:
+            for outcome in DECISION_OUTCOMES:
+                self.decisions.labels(kind, outcome)
+        self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request; label children are cached (this is the hot path)."""
+        key = (route, method, str(status))
+        pair = self._children.get(key)
+        if pair is None:
+            pair = (self.requests.labels(*key), self.latency.labels(route))
+            self._children[key] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)
+
+    def decision(self, kind: str, outcome: str) -> None:
+        self.decisions.labels(kind, outcome).inc()
+
+    def render(self) -> bytes:
+        """The text exposition; with workers, the sum over every worker's files."""
+        if self.multiprocess_dir:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self.registry)
