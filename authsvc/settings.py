@@ -97,7 +97,9 @@ def _setting(default: T, parse: Callable[[str], Any], doc: str, secret: bool = F
 class Settings:
     """Everything authsvc can be told, validated; build it directly in tests."""
 
-    redis_url: str = _setting("redis://127.0.0.1:6379/0", _text, "Redis to keep leases in")
+    redis_url: str = _setting(
+        "redis://127.0.0.1:6379/0", _text, "Redis to keep leases in (may hold a password)", secret=True
+    )
     redis_timeout_ms: int = _setting(
         250, _int_range(10, 60_000), "timeout of every Redis call; past it the answer is 503"
     )

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import Authsvc, Client, RedisServer, settings_env
+
+AuthsvcFactory = Callable[..., Authsvc]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session; tests that break Redis use `own_redis`."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, to stop, pause or flush."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def authsvc(redis_server: RedisServer) -> Iterator[Authsvc]:
+    """authsvc with default settings (and an admin token), shared by the session."""
+    service = Authsvc(settings_env(redis_server, admin_token="admin-token"))
+    service.start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def start_authsvc(redis_server: RedisServer) -> Iterator[AuthsvcFactory]:
+    """Start authsvc with overridden settings: start_authsvc(lease_ttl_s=1, redis=...)."""
+    started: list[Authsvc] = []
+
+    def start(redis: RedisServer | None = None, workers: int = 1, **overrides: object) -> Authsvc:
+        env = settings_env(redis or redis_server, **overrides)  # type: ignore[arg-type]
+        service = Authsvc(env, workers=workers)
+        service.start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+def client(authsvc: Authsvc) -> Iterator[Client]:
+    c = Client(authsvc.url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def authsvc_client_with_redis(
+    start_authsvc: AuthsvcFactory, own_redis: RedisServer
+) -> Iterator[tuple[Client, RedisServer]]:
+    c = Client(start_authsvc(redis=own_redis).url)
+    yield c, own_redis
+    c.close()

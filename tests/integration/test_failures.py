@@ -1,0 +1,145 @@
+"""Redis failing in every way we know: down, hung, restarted empty, scripts flushed."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import requests
+
+from conftest import AuthsvcFactory
+from harness import Client, RedisServer
+
+TIMEOUT_MS = 250
+
+
+def unavailable(r: requests.Response) -> None:
+    assert r.status_code == 503, r.text
+    assert r.json() == {"status": "ko", "error": "Service Unavailable"}
+    assert r.headers["retry-after"] == "1"
+
+
+def gate(client: Client, user: str, stream: str) -> requests.Response:
+    headers = {"x-userid": user, "X-Original-URI": f"/watch/{stream}/seg1.ts"}
+    return client.http.get(f"{client.base}/_authz", headers=headers, timeout=5)
+
+
+def test_redis_down_is_503_and_recovery_is_quick(
+    start_authsvc: AuthsvcFactory, own_redis: RedisServer
+) -> None:
+    client = Client(start_authsvc(redis=own_redis).url)
+    user, stream = client.new_user(), client.new_stream()
+    assert client.activate(user, stream).status_code == 200
+    own_redis.stop()
+    for op in ("activate", "deactivate", "heartbeat"):
+        unavailable(client.call(op, user, stream))
+    unavailable(client.active(user))
+    unavailable(client.http.get(f"{client.base}/readyz", timeout=5))
+    r = gate(client, user, stream)
+    assert (r.status_code, r.headers["x-error-status"]) == (403, "503")
+    # What needs no Redis keeps working.
+    assert client.http.get(f"{client.base}/healthz", timeout=5).status_code == 200
+    assert client.new_stream()
+    time.sleep(3)  # "however long Redis was gone": long enough for any backoff to grow
+    own_redis.start()
+    started = time.monotonic()
+    while client.active(user).status_code != 200:
+        assert time.monotonic() - started < 1.0, "not recovered within 1 s of Redis returning"
+        time.sleep(0.02)
+    # Restarted without data: the lease is gone, but the ids are still valid.
+    assert client.activate(user, stream).json()["outcome"] == "admitted"
+    assert client.http.get(f"{client.base}/readyz", timeout=5).status_code == 200
+
+
+def test_hung_redis_is_503_within_the_timeout(start_authsvc: AuthsvcFactory, own_redis: RedisServer) -> None:
+    client = Client(start_authsvc(redis=own_redis, redis_timeout_ms=TIMEOUT_MS).url)
+    user, stream = client.new_user(), client.new_stream()
+    assert client.activate(user, stream).status_code == 200
+    own_redis.pause()  # SIGSTOP: connections stay open, nothing answers
+    try:
+        for op in ("activate", "heartbeat", "deactivate"):
+            started = time.monotonic()
+            r = client.call(op, user, stream)
+            elapsed = time.monotonic() - started
+            unavailable(r)
+            assert elapsed < (TIMEOUT_MS + 100) / 1000, f"{op} took {elapsed:.3f}s"
+        started = time.monotonic()
+        r = gate(client, user, stream)
+        assert r.headers["x-error-status"] == "503"
+        assert time.monotonic() - started < (TIMEOUT_MS + 100) / 1000
+    finally:
+        own_redis.resume()
+    started = time.monotonic()
+    while client.heartbeat(user, stream).status_code != 200:
+        assert time.monotonic() - started < 1.0
+        time.sleep(0.02)
+
+
+def test_client_pause_is_503_within_the_timeout(
+    start_authsvc: AuthsvcFactory, own_redis: RedisServer
+) -> None:
+    client = Client(start_authsvc(redis=own_redis, redis_timeout_ms=TIMEOUT_MS).url)
+    user, stream = client.new_user(), client.new_stream()
+    client.activate(user, stream)
+    own_redis.command("CLIENT", "PAUSE", "1500", "ALL")
+    started = time.monotonic()
+    unavailable(client.activate(user, stream))
+    assert time.monotonic() - started < (TIMEOUT_MS + 100) / 1000
+    time.sleep(1.6)
+    assert client.activate(user, stream).status_code == 200
+
+
+def test_many_requests_during_a_hang_all_fail_fast(
+    start_authsvc: AuthsvcFactory, own_redis: RedisServer
+) -> None:
+    service = start_authsvc(redis=own_redis, redis_timeout_ms=TIMEOUT_MS)
+    client = Client(service.url)
+    user = client.new_user()
+    streams = [client.new_stream() for _ in range(20)]
+    own_redis.pause()
+    results: list[tuple[int, float]] = []
+    barrier = threading.Barrier(len(streams))
+
+    def one(stream: str) -> None:
+        with requests.Session() as http:
+            barrier.wait()
+            started = time.monotonic()
+            r = http.patch(f"{service.url}/streams/{stream}/activate", headers={"x-userid": user}, timeout=5)
+            results.append((r.status_code, time.monotonic() - started))
+
+    threads = [threading.Thread(target=one, args=(s,)) for s in streams]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    finally:
+        own_redis.resume()
+    assert [status for status, _ in results] == [503] * len(streams)
+    assert max(elapsed for _, elapsed in results) < (TIMEOUT_MS + 100) / 1000
+
+
+def test_script_flush_mid_run_reloads_scripts(authsvc_client_with_redis: tuple[Client, RedisServer]) -> None:
+    client, redis = authsvc_client_with_redis
+    user = client.new_user()
+    streams = [client.new_stream() for _ in range(4)]
+    client.activate(user, streams[0])
+    assert redis.command("SCRIPT", "FLUSH") == "OK"
+    assert client.activate(user, streams[1]).json()["outcome"] == "admitted"
+    redis.command("SCRIPT", "FLUSH")
+    assert client.heartbeat(user, streams[0]).status_code == 200
+    redis.command("SCRIPT", "FLUSH")
+    assert gate(client, user, streams[0]).status_code == 204
+    redis.command("SCRIPT", "FLUSH")
+    assert len(client.active(user).json()["streams"]) == 2
+
+
+def test_fail_open_lets_the_gate_through_when_redis_is_down(
+    start_authsvc: AuthsvcFactory, own_redis: RedisServer
+) -> None:
+    client = Client(start_authsvc(redis=own_redis, fail_open=True).url)
+    user, stream = client.new_user(), client.new_stream()
+    own_redis.stop()
+    r = gate(client, user, stream)
+    assert r.status_code == 204 and r.headers["x-gate-decision"] == "fail_open"
+    unavailable(client.activate(user, stream))  # the API never pretends

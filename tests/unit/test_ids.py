@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+
+from authsvc.ids import IdCodec
+
+
+def test_issued_ids_verify_under_the_same_secret_only() -> None:
+    a, b = IdCodec("one"), IdCodec("two")
+    user = a.issue("user")
+    assert a.issued("user", user)
+    assert IdCodec("one").issued("user", user)  # another replica with the same secret
+    assert not b.issued("user", user)
+
+
+def test_kinds_do_not_mix() -> None:
+    codec = IdCodec("s")
+    assert not codec.issued("stream", codec.issue("user"))
+    assert not codec.issued("user", codec.issue("stream"))
+
+
+def test_tampering_is_detected() -> None:
+    codec = IdCodec("s")
+    user = codec.issue("user")
+    flipped = user[:-1] + ("A" if user[-1] != "A" else "B")
+    assert not codec.issued("user", flipped)
+    assert not codec.issued("user", user[:-1])
+    assert not codec.issued("user", user + "A")
+    assert not codec.issued("user", "é" * 32)
+
+
+def test_ids_are_url_and_key_safe_and_unique() -> None:
+    codec = IdCodec("s")
+    ids = {codec.issue("stream") for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(IdCodec.well_formed(i) and len(i) == 32 for i in ids)
+
+
+@pytest.mark.parametrize("value", ["", " ", "a b", "../x", ".hidden", "{x}", "a/b", "a\x00", "é", "a" * 129])
+def test_malformed(value: str) -> None:
+    assert not IdCodec.well_formed(value)
+
+
+@pytest.mark.parametrize("value", ["a", "user-42", "alice@example.com", "tenant:7:user_9", "a" * 128])
+def test_well_formed_platform_ids(value: str) -> None:
+    assert IdCodec.well_formed(value)
+    assert IdCodec("s", check_mac=False).issued("user", value)

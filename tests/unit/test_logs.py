@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from authsvc import logs
+
+
+def test_records_are_json_lines_with_extras() -> None:
+    record = logging.makeLogRecord({"name": "authsvc", "levelno": 30, "levelname": "WARNING",
+                                    "msg": "redis unavailable", "reason": "ConnectionError"})  # fmt: skip
+    line = json.loads(logs.JsonFormatter().format(record))
+    assert line["level"] == "warning" and line["msg"] == "redis unavailable"
+    assert line["reason"] == "ConnectionError" and line["ts"].endswith("Z")
+
+
+def test_buffered_handler_writes_on_flush_and_at_once_for_warnings() -> None:
+    stream = io.StringIO()
+    handler = logs.BufferedHandler(stream, interval=60)
+    handler.setFormatter(logs.JsonFormatter())
+    logger = logging.getLogger("authsvc.test-buffer")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("one")
+        assert stream.getvalue() == ""
+        logger.warning("two")
+        assert [json.loads(x)["msg"] for x in stream.getvalue().splitlines()] == ["one", "two"]
+        handler.emit_line('{"msg": "three"}')
+        handler.flush()
+        assert stream.getvalue().splitlines()[-1] == '{"msg": "three"}'
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def test_access_lines_share_the_format() -> None:
+    logs.setup("info")
+    handler = next(h for h in logging.getLogger("authsvc").handlers if isinstance(h, logs.BufferedHandler))
+    stream = io.StringIO()
+    handler.stream = stream
+    logs.access_writer()({"method": "GET", "path": "/x", "status": 200})
+    handler.flush()
+    line = json.loads(stream.getvalue())
+    assert set(line) == {"ts", "level", "logger", "msg", "method", "path", "status"}
+    assert (line["logger"], line["msg"], line["status"]) == ("authsvc.access", "request", 200)
