@@ -79,23 +79,18 @@ def main() -> int:
              "--dir", str(work)], stdout=subprocess.DEVNULL,
         ))  # fmt: skip
         wait_port(redis_port)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "authsvc", "serve", "--host", HOST, "--port", str(api_port), "--workers", "1"],
-            env=env, cwd=ROOT, stderr=(work / "authsvc.log").open("w"),
-        ))  # fmt: skip
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bare:app", "--host", HOST, "--port", str(bare_port), *UVICORN],
-            cwd=ROOT / "bench", env=env,
-        ))  # fmt: skip
+        authsvc = [sys.executable, "-m", "authsvc", "serve", "--host", HOST, "--port", str(api_port)]
+        log = (work / "authsvc.log").open("w")
+        procs.append(subprocess.Popen([*authsvc, "--workers", "1"], env=env, cwd=ROOT, stderr=log))
+        bare = [sys.executable, "-m", "uvicorn", "bare:app", "--host", HOST, "--port", str(bare_port)]
+        procs.append(subprocess.Popen([*bare, *UVICORN], cwd=ROOT / "bench", env=env))
         wait_port(api_port)
         wait_port(bare_port)
         base = f"http://{HOST}:{api_port}"
         user = get_json(f"{base}/users/newId")["userId"]
         stream = get_json(f"{base}/streams/newId")["streamId"]
         runs: dict[str, list[dict[str, float]]] = {"cycle": [], "bare": []}
-        print(
-            f"wrk -t2 -c50 -d{DURATION}s, {ROUNDS} rounds, interleaved; authsvc with default settings, 1 worker"
-        )
+        print(f"wrk -t2 -c50 -d{DURATION}s, {ROUNDS} rounds interleaved; authsvc: defaults, 1 worker")
         for round_ in range(1, ROUNDS + 1):
             for name, url in (("cycle", base), ("bare", f"http://{HOST}:{bare_port}")):
                 result = wrk(url, user, stream)
