@@ -69,7 +69,8 @@ def test_bad_user_headers_get_4xx_json(authsvc: Authsvc, client: Client, name: s
         assert 400 <= status < 500, (op, status, body)
         assert body.startswith(b'{"status":"ko"'), body
     status, body = raw_request(authsvc.port, "GET", "/streams/active", {"x-userid": value})
-    assert status == 400, body
+    # HTTP strips a header's surrounding white space, so " abc" arrives well-formed (404).
+    assert 400 <= status < 500, body
     assert b"\x00" in value or body.startswith(b'{"status":"ko"'), body
 
 
