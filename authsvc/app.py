@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -138,6 +139,10 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         metrics_.redis_up.set(1)
         with contextlib.suppress(StoreUnavailable):  # not fatal: /readyz tells, calls retry
             await app.state.svc.leases.ping()
+        # Everything built so far lives as long as the process: keep it out of the cyclic
+        # collector, whose full passes over it stalled every request for ~18 ms here.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
