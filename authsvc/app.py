@@ -33,16 +33,18 @@ log = logging.getLogger("authsvc")
 
 
 def redis_client(settings: Settings) -> Redis:
-    """A pooled client whose every call is bounded by the configured timeout.
+    """A pooled client for the auto-pipeline (authsvc/store.py).
 
-    One immediate retry on a connection error replaces a pooled connection that died
-    with a Redis restart, so the first request after recovery does not fail; timeouts are
-    not retried, so a hung Redis costs one timeout, not several.
+    Every call is bounded by the pipeline's own timeout around the whole batch, so there
+    is no per-read socket timeout (redis-py would arm a timer for every reply). One
+    immediate retry on a connection error replaces a pooled connection that died with a
+    Redis restart, so the first request after recovery does not fail; timeouts are not
+    retried, so a hung Redis costs one timeout, not several.
     """
     timeout = settings.redis_timeout_s
     return Redis.from_url(
         settings.redis_url,
-        socket_timeout=timeout,
+        socket_timeout=None,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 1),
         retry_on_error=[RedisConnectionError],
