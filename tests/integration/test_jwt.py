@@ -141,3 +141,23 @@ def _hs256_with_raw_key(key: bytes) -> str:
     body = b64(json.dumps({"sub": "dave", "aud": AUDIENCE, "exp": int(time.time()) + 300}).encode())
     signature = b64(hmac.new(key, header + b"." + body, hashlib.sha256).digest())
     return (header + b"." + body + b"." + signature).decode()
+
+
+def test_logs_carry_no_token_or_secret(hs_service: Authsvc) -> None:
+    client = Client(hs_service.url)
+    stream = client.new_stream()
+    tok = token("erin")
+    api(client, "activate", stream, tok)
+    client.http.patch(f"{client.base}/streams/{stream}/heartbeat?token={tok}", timeout=5)
+    gate(client, stream, query=f"?token={tok}")
+    api(client, "activate", stream, token(key="forged-secret-of-enough-length-for-hs256"))
+    client.http.get(
+        f"{client.base}/admin/users/erin/streams", headers={"Authorization": "Bearer wrong"}, timeout=5
+    )
+    client.http.get(f"{client.base}/admin/users/erin/streams", headers={"Authorization": "Bearer admin-token"},
+                    timeout=5)  # fmt: skip
+    hs_service.stop()  # flushes the buffered log
+    logs = hs_service.logs()
+    assert '"route": "/streams/{stream_id}/heartbeat"' in logs  # the access log did run
+    for secret in (tok, tok.split(".")[2], HS_SECRET, "admin-token"):
+        assert secret not in logs
