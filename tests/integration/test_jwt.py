@@ -151,11 +151,10 @@ def test_logs_carry_no_token_or_secret(hs_service: Authsvc) -> None:
     client.http.patch(f"{client.base}/streams/{stream}/heartbeat?token={tok}", timeout=5)
     gate(client, stream, query=f"?token={tok}")
     api(client, "activate", stream, token(key="forged-secret-of-enough-length-for-hs256"))
-    client.http.get(
-        f"{client.base}/admin/users/erin/streams", headers={"Authorization": "Bearer wrong"}, timeout=5
-    )
-    client.http.get(f"{client.base}/admin/users/erin/streams", headers={"Authorization": "Bearer admin-token"},
-                    timeout=5)  # fmt: skip
+    for admin_auth in ("Bearer wrong", "Bearer admin-token"):
+        client.http.get(
+            f"{client.base}/admin/users/erin/streams", headers={"Authorization": admin_auth}, timeout=5
+        )
     hs_service.stop()  # flushes the buffered log
     logs = hs_service.logs()
     assert '"route": "/streams/{stream_id}/heartbeat"' in logs  # the access log did run
