@@ -9,16 +9,20 @@ PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: run stop test unit integration e2e endtoend lint bench-api bench-gate system-deps clean
+.PHONY: run stop test unit integration e2e endtoend lint bench-api bench-gate system-deps test-deps clean
 
-$(READY): pyproject.toml requirements.lock
+$(READY): pyproject.toml requirements.lock requirements-dev.lock
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { scripts/need.sh "__venv__:python3-venv" && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 system-deps:
 	@scripts/need.sh redis-server:redis-server redis-cli:redis-tools nginx:nginx
+
+# promtool checks the Prometheus config and alert rules in the tests.
+test-deps: system-deps
+	@scripts/need.sh promtool:prometheus
 
 run: $(READY) system-deps
 	$(PY) -m authsvc stack
@@ -36,7 +40,7 @@ lint: $(READY)
 unit: $(READY)
 	$(PYTEST) tests/unit -q
 
-integration: $(READY) system-deps
+integration: $(READY) test-deps
 	$(PYTEST) tests/integration -q
 
 e2e: $(READY) system-deps
