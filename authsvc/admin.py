@@ -14,6 +14,7 @@ from .api import ko, lease_json, response
 from .service import Service
 
 MAX_LIMIT = 10_000
+MAX_BODY = 1024
 
 
 def _authorized(request: Request) -> tuple[Service, str] | Response:
@@ -39,9 +40,12 @@ async def set_limit(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     svc, user_id = checked
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        return response(ko(413, f"Body must be at most {MAX_BODY} bytes."))
     try:
-        body: Any = json.loads(await request.body() or b"null")
-    except (ValueError, UnicodeDecodeError):
+        body: Any = json.loads(raw or b"null")
+    except (ValueError, RecursionError):
         return response(ko(400, "Body must be JSON."))
     limit = body.get("limit", ...) if isinstance(body, dict) else ...
     valid = limit is None or (

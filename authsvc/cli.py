@@ -9,9 +9,10 @@ import secrets
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 
 from . import __version__, logs
-from .settings import Settings, SettingsError, documented
+from .settings import Settings, SettingsError, documented, unknown_variables
 
 log = logging.getLogger("authsvc")
 
@@ -23,6 +24,8 @@ def serve(host: str, port: int, workers: int) -> int:
         print(f"authsvc: {exc}", file=sys.stderr)
         return 2
     logs.setup(settings.log_level)
+    for name in unknown_variables():
+        log.warning("unknown setting ignored", extra={"variable": name})
     # Workers read the environment again; what the parent decides goes through it.
     if settings.secret is None and settings.id_check == "mac":
         os.environ["AUTHSVC_SECRET"] = secrets.token_urlsafe(32)
@@ -34,6 +37,10 @@ def serve(host: str, port: int, workers: int) -> int:
     if workers > 1 and settings.multiproc_dir is None:
         metrics_dir = tempfile.mkdtemp(prefix="authsvc-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    elif settings.multiproc_dir:
+        # Values left by an earlier run would be added to this one's.
+        for stale in Path(settings.multiproc_dir).glob("*.db"):
+            stale.unlink()
 
     import uvicorn
 
@@ -64,6 +71,8 @@ def check() -> int:
     except SettingsError as exc:
         print(f"authsvc: {exc}", file=sys.stderr)
         return 2
+    for name in unknown_variables():
+        print(f"authsvc: warning: {name} is not a setting (a typo?)", file=sys.stderr)
     print("settings ok")
     return 0
 
@@ -72,12 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="authsvc", description="CanWatch stream-limit service")
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("serve", help="run the HTTP service")
-    run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=9005)
-    run.add_argument("--workers", type=int, default=1)
+    serve_cmd = sub.add_parser("serve", help="run the HTTP service")
+    serve_cmd.add_argument("--host", default="127.0.0.1")
+    serve_cmd.add_argument("--port", type=int, default=9005)
+    serve_cmd.add_argument("--workers", type=int, default=1)
     sub.add_parser("check", help="validate the AUTHSVC_* settings and exit")
     sub.add_parser("settings", help="list every setting with its default")
+    stack_cmd = sub.add_parser("stack", help="run redis, authsvc and nginx with a demo origin (make run)")
+    stack_cmd.add_argument("--stop", action="store_true", help="stop the stack running under --run-dir")
+    stack_cmd.add_argument("--run-dir", type=Path, default=Path(".run"), help="pids, logs, data (.run)")
     args = parser.parse_args(argv)
     if args.command == "serve":
         if args.workers < 1:
@@ -85,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args.host, args.port, args.workers)
     if args.command == "check":
         return check()
+    if args.command == "stack":
+        # Imported here: `authsvc serve` needs none of it.
+        from . import stack
+
+        return stack.stop_running(args.run_dir) if args.stop else stack.run(args.run_dir)
     for name, default, doc in documented():
         print(f"{name:32} {default:28} {doc}")
     return 0

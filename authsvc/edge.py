@@ -88,7 +88,6 @@ class Edge:
                 status = await send_reply(send, ko(405, "Method Not Allowed", {"Allow": allow}))
         else:
             status = 500
-            template = "unmatched"
 
             async def send_status(message: Message) -> None:
                 nonlocal status
@@ -98,9 +97,17 @@ class Edge:
 
             try:
                 await self.app(scope, receive, send_status)
-            finally:
-                route = scope.get("route")
-                template = getattr(route, "path", None) or "unmatched"
+            except BaseException:
+                # Starlette's outermost layer answers 500 for it; count and log it here.
+                self._observe(scope, method, 500, start)
+                raise
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+        self._observe(scope, method, status, start, template)
+
+    def _observe(self, scope: Scope, method: str, status: int, start: float, template: str = "") -> None:
+        if not template:
+            template = getattr(scope.get("route"), "path", None) or "unmatched"
         elapsed = time.perf_counter() - start
         self.metrics.observe_request(template, method, status, elapsed)
         if self.access:

@@ -19,7 +19,8 @@ Kind = Literal["user", "stream"]
 
 # What any id must look like, issued here or not: safe in a URL path segment, an HTTP
 # header, a log line and a Redis key (no braces, so the Cluster hash tag stays intact).
-WELL_FORMED = re.compile(r"[A-Za-z0-9_@:-][A-Za-z0-9_.@:-]{0,127}")
+# `|` and `+` are in identity providers' subjects (auth0|5f7c..., a+b@example.com).
+WELL_FORMED = re.compile(r"[A-Za-z0-9_@:|+-][A-Za-z0-9_.@:|+-]{0,127}")
 
 _RANDOM_LEN = 16  # characters of base64url: 96 bits
 _MAC_LEN = 16  # characters of base64url: 96 bits of the MAC

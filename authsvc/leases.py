@@ -15,9 +15,11 @@ from typing import Any
 from redis.asyncio import Redis
 
 from .settings import Settings
-from .store import AutoPipeline, Script, StoreUnavailable
+from .store import AutoPipeline, Script, StoreDataError, StoreUnavailable
 
-__all__ = ["Activation", "ActiveLeases", "Lease", "Leases", "Outcome", "StoreUnavailable", "Touch"]
+__all__ = [
+    "Activation", "ActiveLeases", "Lease", "Leases", "Outcome", "StoreDataError", "StoreUnavailable", "Touch",
+]  # fmt: skip
 
 
 class Outcome(enum.Enum):
@@ -171,7 +173,8 @@ class Leases:
         reply = await self._call(self._active(self._pipeline, keys, [self._ttl_ms]))
         assert isinstance(reply, list)
         override_raw = _text(reply[0])
-        operator_limit = int(override_raw) if override_raw else None
+        # As in activate.lua: a value that is not a number counts as absent.
+        operator_limit = int(override_raw) if override_raw.isdigit() else None
         if operator_limit is not None:
             limit = operator_limit
         elif claim_limit is not None:

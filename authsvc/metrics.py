@@ -7,6 +7,9 @@ worker writes its values there, and /metrics adds them up.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -91,7 +94,21 @@ class Metrics:
     def render(self) -> bytes:
         """The text exposition; with workers, the sum over every worker's files."""
         if self.multiprocess_dir:
+            _forget_dead_workers(self.multiprocess_dir)
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+def _forget_dead_workers(path: str) -> None:
+    """Drop the live-gauge files of workers that died (uvicorn replaces a crashed worker
+    with a new process): their last values would otherwise count for ever."""
+    for file in Path(path).glob("gauge_live*_*.db"):
+        pid = int(file.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, owned by someone else

@@ -72,6 +72,25 @@ def _optional_text(raw: str) -> str | None:
     return raw or None
 
 
+def _key_material(raw: str) -> str | None:
+    # Short keys can be found offline from any issued id or token.
+    if raw and len(raw) < 16:
+        raise ValueError("must be at least 16 characters")
+    return raw or None
+
+
+def _ttl(raw: str) -> float:
+    value = _float_range(0, 86_400 * 365)(raw)
+    if 0 < value < 0.1:
+        raise ValueError("must be 0 (never expires) or at least 0.1")
+    return value
+
+
+def _pem(raw: str) -> str | None:
+    # Environment files often carry a PEM on one line with literal \n.
+    return raw.replace("\\n", "\n").strip() or None
+
+
 def _key_prefix(raw: str) -> str:
     # Braces would break the Cluster hash tag that keeps a user's keys in one slot.
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{0,64}", raw):
@@ -105,29 +124,25 @@ class Settings:
     )
     key_prefix: str = _setting("canwatch:", _key_prefix, "prefix of every Redis key")
     max_streams: int = _setting(3, _int_range(0, 10_000), "streams a user may watch at once")
-    lease_ttl_s: float = _setting(
-        120.0, _float_range(0, 86_400 * 365), "lease lifetime since its last refresh; 0 = never expires"
-    )
+    lease_ttl_s: float = _setting(120.0, _ttl, "lease lifetime since its last refresh; 0 = never expires")
     limit_policy: Policy = _setting(
         "reject", _choice("reject", "evict_oldest"), "at the limit: refuse, or end the lease idle longest"
     )
     enforce: bool = _setting(True, _bool, "false = shadow mode: decide, log and count, never deny")
     secret: str | None = _setting(
-        None, _optional_text, "key of the MAC in issued ids; set the same on every replica", secret=True
+        None, _key_material, "key of the MAC in issued ids; set the same on every replica", secret=True
     )
     id_check: IdCheck = _setting(
         "mac", _choice("mac", "none"), "mac = accept only ids issued here; none = any well-formed id"
     )
     admin_token: str | None = _setting(
-        None, _optional_text, "bearer token of /admin/; unset = admin routes answer 404", secret=True
+        None, _key_material, "bearer token of /admin/; unset = admin routes answer 404", secret=True
     )
     identity: IdentityMode = _setting(
         "header", _choice("header", "jwt"), "header = trust x-userid; jwt = verify a JWT"
     )
-    jwt_secret: str | None = _setting(None, _optional_text, "HS256 key for jwt identity", secret=True)
-    jwt_public_key: str | None = _setting(
-        None, _optional_text, "PEM public key (RS256/ES256) for jwt identity"
-    )
+    jwt_secret: str | None = _setting(None, _key_material, "HS256 key for jwt identity", secret=True)
+    jwt_public_key: str | None = _setting(None, _pem, "PEM public key (RS256/ES256) for jwt identity")
     jwt_algorithms: tuple[str, ...] = _setting(
         (), _algorithms, "accepted algorithms; default HS256 with a secret, RS256,ES256 with a key"
     )
@@ -162,6 +177,8 @@ class Settings:
             raise SettingsError("AUTHSVC_JWT_ALGORITHMS: HS* algorithms cannot go with a public key")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError("AUTHSVC_REDIS_URL: must start with redis://, rediss:// or unix://")
+        if self.jwt_public_key:
+            _check_public_key(self.jwt_public_key, self.effective_jwt_algorithms)
 
     @property
     def lease_ttl_ms(self) -> int:
@@ -181,6 +198,34 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every ``AUTHSVC_*`` variable; raise SettingsError naming the first bad one."""
         return cls(**_read(cls, os.environ if env is None else env))
+
+
+def _check_public_key(pem: str, algorithms: tuple[str, ...]) -> None:
+    """Stop start-up on a key that could never verify a token, rather than answer 401."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(pem.encode("ascii"))
+    except (ValueError, TypeError, UnicodeEncodeError):
+        raise SettingsError("AUTHSVC_JWT_PUBLIC_KEY: not a PEM public key") from None
+    usable = [
+        a
+        for a in algorithms
+        if (a.startswith(("RS", "PS")) and isinstance(key, rsa.RSAPublicKey))
+        or (a.startswith("ES") and isinstance(key, ec.EllipticCurvePublicKey))
+    ]
+    if not usable:
+        raise SettingsError(
+            f"AUTHSVC_JWT_PUBLIC_KEY: a {type(key).__name__} cannot verify {', '.join(algorithms)}"
+        )
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """``AUTHSVC_*`` variables that no setting reads: most likely typos."""
+    source = os.environ if env is None else env
+    known = {PREFIX + f.name.upper() for f in (*fields(Settings), *fields(StackSettings))}
+    return sorted(name for name in source if name.startswith(PREFIX) and name not in known)
 
 
 def _read(cls: type, source: Mapping[str, str]) -> dict[str, Any]:
@@ -214,6 +259,24 @@ def documented() -> list[tuple[str, str, str]]:
     return rows
 
 
+def _listen_address(raw: str) -> str:
+    # Rendered into nginx's `listen`: an IPv4 address or a host name, nothing else.
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", value):
+        raise ValueError("must be an IPv4 address or a host name")
+    return value
+
+
+def _cors_origins(raw: str) -> str:
+    # Rendered into an nginx map: each origin must be scheme://host[:port] exactly.
+    origins = [o.strip().rstrip("/") for o in raw.split(",") if o.strip()]
+    if origins == ["*"]:
+        return "*"
+    if not origins or not all(re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", o) for o in origins):
+        raise ValueError("must be * or a comma-separated list of origins like https://player.example.com")
+    return ",".join(origins)
+
+
 @dataclass(frozen=True)
 class StackSettings:
     """Ports and switches of the local stack that `make run` starts (nginx, Redis, authsvc)."""
@@ -231,6 +294,11 @@ class StackSettings:
     )
     expose_internal: bool = _setting(False, _bool, "serve /metrics and /admin/ through nginx too")
     api_rate: int = _setting(200, _int_range(1, 1_000_000), "API requests per second per client IP")
+    host: str = _setting("127.0.0.1", _listen_address, "address nginx listens on; 0.0.0.0 = every one")
+    nginx_workers: int = _setting(0, _int_range(0, 64), "nginx worker processes; 0 = one per core")
+    cors_origins: str = _setting(
+        "*", _cors_origins, "pages that may call the API and streams (CORS): *, or origins with cookies"
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackSettings:

@@ -22,7 +22,27 @@ Command = tuple[Any, ...]
 
 
 class StoreUnavailable(Exception):
-    """Redis did not answer in time or answered with an error."""
+    """Redis cannot serve requests now: unreachable, too slow, or refusing writes."""
+
+
+class StoreDataError(Exception):
+    """Redis answered, but with an error about this request's data (WRONGTYPE, a script
+    error): a fault of this one key, not of the store, so not a reason to report it down."""
+
+
+# Errors that say the node cannot serve now, rather than that the request was wrong.
+_UNAVAILABLE = (
+    redis_errors.ReadOnlyError,
+    redis_errors.BusyLoadingError,
+    redis_errors.OutOfMemoryError,
+    redis_errors.TryAgainError,
+    redis_errors.ClusterDownError,  # MASTERDOWN too
+    redis_errors.ConnectionError,  # NOAUTH, WRONGPASS
+    redis_errors.NoPermissionError,
+)
+# After a failover the old primary answers READONLY on connections that stay open
+# forever: drop them so that the next batch resolves the address again.
+_RECONNECT = (redis_errors.ReadOnlyError, redis_errors.MasterDownError)
 
 
 class AutoPipeline:
@@ -49,10 +69,12 @@ class AutoPipeline:
         elif len(self._queue) >= self._max_batch:
             self._flush()
         reply = await future
-        if isinstance(reply, redis_errors.ResponseError) and not isinstance(
-            reply, redis_errors.NoScriptError
-        ):
-            raise StoreUnavailable(f"ResponseError: {str(reply)[:80]}")
+        if isinstance(reply, redis_errors.RedisError) and not isinstance(reply, redis_errors.NoScriptError):
+            message = f"{type(reply).__name__}: {str(reply)[:80]}"
+            # BUSY (a script running too long) has no class of its own.
+            if isinstance(reply, _UNAVAILABLE) or str(reply).startswith("BUSY"):
+                raise StoreUnavailable(message)
+            raise StoreDataError(message)
         return reply
 
     def _flush(self) -> None:
@@ -65,26 +87,28 @@ class AutoPipeline:
         task.add_done_callback(self._inflight.discard)
 
     async def _send(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
+        failure = "no reply"
         try:
             async with asyncio.timeout(self._timeout):
                 pipe = self._redis.pipeline(transaction=False)
                 for command, _ in batch:
                     pipe.execute_command(*command)
                 replies = await pipe.execute(raise_on_error=False)
+            for (_, future), reply in zip(batch, replies, strict=False):
+                if not future.done():
+                    future.set_result(reply)
+            if any(isinstance(r, _RECONNECT) for r in replies):
+                await self._redis.connection_pool.disconnect()
         except (redis_errors.RedisError, TimeoutError, OSError) as exc:
-            failure = StoreUnavailable(type(exc).__name__)
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(failure)
-            return
-        except BaseException as exc:  # cancelled at shutdown, or a bug: never strand a request
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(StoreUnavailable(type(exc).__name__))
+            failure = type(exc).__name__
+        except BaseException as exc:  # cancelled at shutdown, or a bug
+            failure = type(exc).__name__
             raise
-        for (_, future), reply in zip(batch, replies, strict=True):
-            if not future.done():
-                future.set_result(reply)
+        finally:
+            # Whatever happened, no request is left waiting on this batch.
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(StoreUnavailable(failure))
 
     async def drain(self) -> None:
         """Wait for the batches under way (used at shutdown)."""

@@ -129,7 +129,11 @@ class Authsvc:
         args += ["--workers", str(self.workers)]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=log, stderr=log)
-        wait_port(self.port, timeout=20, proc=self.proc)
+        try:
+            wait_port(self.port, timeout=20, proc=self.proc)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}; authsvc said:\n{self.logs()[-2000:]}") from None
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -8,7 +8,8 @@
 -- ARGV[5]  policy at the limit: 'reject' or 'evict_oldest'
 -- ARGV[6]  '1' to enforce, '0' for shadow mode (decide, never deny or evict)
 -- returns {code, limit, now_ms, active_count, ...}
---   code 1 admitted, 2 already active (refreshed), 3 refused at the limit (+ stream, score pairs),
+--   code 1 admitted, 2 already active (refreshed), 3 refused at the limit (+ stream, score
+--   pairs of the 100 oldest leases),
 --   4 admitted after evicting (+ evicted stream ids), 5 over the limit but admitted in shadow mode
 local key, stream = KEYS[1], ARGV[1]
 local ttl = tonumber(ARGV[2])
@@ -19,11 +20,18 @@ if ttl > 0 then
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ttl)
 end
 
-local limit = tonumber(redis.call('GET', KEYS[2]) or (ARGV[4] ~= '' and ARGV[4]) or ARGV[3])
+-- An operator's limit wins over the token's, which wins over the default; a value that is
+-- not a number (written by hand) counts as absent.
+local limit = tonumber(redis.call('GET', KEYS[2]) or '') or tonumber(ARGV[4]) or tonumber(ARGV[3])
 
 local function admit()
   redis.call('ZADD', key, now, stream)
-  if ttl > 0 then
+  -- The key lives as long as its newest lease. Its expiry is only ever extended, and
+  -- removed for leases that never expire, so that moving to a longer TTL or to none (a
+  -- rolling deploy) never lets the key vanish under leases that are still alive.
+  if ttl == 0 then
+    redis.call('PERSIST', key)
+  elseif redis.call('PTTL', key) < ttl then
     redis.call('PEXPIRE', key, ttl)
   end
 end
@@ -48,7 +56,7 @@ if ARGV[5] == 'evict_oldest' and limit > 0 then
   -- End as many of the longest-idle leases as it takes to make room (more than one
   -- when the user's limit was lowered below what they hold).
   local evicted = redis.call('ZRANGE', key, 0, count - limit)
-  redis.call('ZREM', key, unpack(evicted))
+  redis.call('ZREMRANGEBYRANK', key, 0, count - limit)
   admit()
   local reply = {4, limit, now, limit}
   for _, id in ipairs(evicted) do
@@ -58,7 +66,7 @@ if ARGV[5] == 'evict_oldest' and limit > 0 then
 end
 
 local reply = {3, limit, now, count}
-for _, item in ipairs(redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')) do
+for _, item in ipairs(redis.call('ZRANGE', key, 0, 99, 'WITHSCORES')) do
   reply[#reply + 1] = item
 end
 return reply

@@ -13,7 +13,10 @@ if not touched or (ttl > 0 and tonumber(touched) <= now - ttl) then
   return {0, now}
 end
 redis.call('ZADD', key, 'XX', now, stream)
-if ttl > 0 then
+-- As in activate.lua: the key's expiry is only ever extended.
+if ttl == 0 then
+  redis.call('PERSIST', key)
+elseif redis.call('PTTL', key) < ttl then
   redis.call('PEXPIRE', key, ttl)
 end
 return {1, now}

@@ -8,7 +8,7 @@ import requests
 from conftest import AuthsvcFactory
 from harness import Client
 
-TOKEN = {"Authorization": "Bearer admin-token"}
+TOKEN = {"Authorization": "Bearer admin-token-for-tests"}
 
 
 def admin(client: Client, method: str, path: str, **kwargs: object) -> requests.Response:
@@ -62,7 +62,9 @@ def test_bad_user_id_is_400(client: Client) -> None:
     assert r.status_code == 400 and r.json()["error"] == "Malformed user id."
 
 
-@pytest.mark.parametrize("auth", [None, "Bearer wrong", "Basic YWRtaW46YWRtaW4=", "Bearer ", "admin-token"])
+@pytest.mark.parametrize(
+    "auth", [None, "Bearer wrong", "Basic YWRtaW46YWRtaW4=", "Bearer ", "admin-token-for-tests"]
+)
 def test_without_the_token_it_is_401(client: Client, auth: str | None) -> None:
     headers = {} if auth is None else {"Authorization": auth}
     r = admin(client, "GET", f"{client.new_user()}/streams", headers=headers)

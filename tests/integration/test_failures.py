@@ -143,3 +143,25 @@ def test_fail_open_lets_the_gate_through_when_redis_is_down(
     r = gate(client, user, stream)
     assert r.status_code == 204 and r.headers["x-gate-decision"] == "fail_open"
     unavailable(client.activate(user, stream))  # the API never pretends
+
+
+def test_readonly_after_a_failover_drops_the_connections(
+    start_authsvc: AuthsvcFactory, own_redis: RedisServer, redis_server: RedisServer
+) -> None:
+    client = Client(start_authsvc(redis=own_redis).url)
+    user, stream = client.new_user(), client.new_stream()
+    assert client.activate(user, stream).status_code == 200
+    before = own_redis.command("CLIENT", "LIST", "TYPE", "normal")
+    own_redis.command("REPLICAOF", "127.0.0.1", str(redis_server.port))  # now a read-only replica
+    try:
+        unavailable(client.activate(user, client.new_stream()))
+    finally:
+        own_redis.command("REPLICAOF", "NO", "ONE")
+    assert client.activate(user, client.new_stream()).status_code == 200
+    ids_before = {
+        f.split("=")[1] for line in before.splitlines() for f in line.split() if f.startswith("id=")
+    }
+    after = own_redis.command("CLIENT", "LIST", "TYPE", "normal")
+    ids_after = {f.split("=")[1] for line in after.splitlines() for f in line.split() if f.startswith("id=")}
+    # Only redis-cli's own connection may be in both lists: authsvc's were all replaced.
+    assert len(ids_before & ids_after) == 0

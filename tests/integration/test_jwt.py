@@ -35,7 +35,7 @@ def unsigned(sub: str) -> str:
 @pytest.fixture
 def hs_service(start_authsvc: AuthsvcFactory) -> Iterator[Authsvc]:
     yield start_authsvc(
-        identity="jwt", jwt_secret=HS_SECRET, jwt_audience=AUDIENCE, admin_token="admin-token"
+        identity="jwt", jwt_secret=HS_SECRET, jwt_audience=AUDIENCE, admin_token="admin-token-for-tests"
     )
 
 
@@ -106,7 +106,7 @@ def test_the_tokens_limit_claim_sets_the_users_limit(hs_service: Authsvc) -> Non
     assert r.status_code == 403 and r.json()["limit"] == 1
     # An operator's limit wins over the token's.
     client.http.put(f"{client.base}/admin/users/carol/limit", json={"limit": 2},
-                    headers={"Authorization": "Bearer admin-token"}, timeout=5)  # fmt: skip
+                    headers={"Authorization": "Bearer admin-token-for-tests"}, timeout=5)  # fmt: skip
     assert api(client, "activate", client.new_stream(), tok).status_code == 200
 
 
@@ -151,12 +151,36 @@ def test_logs_carry_no_token_or_secret(hs_service: Authsvc) -> None:
     client.http.patch(f"{client.base}/streams/{stream}/heartbeat?token={tok}", timeout=5)
     gate(client, stream, query=f"?token={tok}")
     api(client, "activate", stream, token(key="forged-secret-of-enough-length-for-hs256"))
-    for admin_auth in ("Bearer wrong", "Bearer admin-token"):
+    for admin_auth in ("Bearer wrong", "Bearer admin-token-for-tests"):
         client.http.get(
             f"{client.base}/admin/users/erin/streams", headers={"Authorization": admin_auth}, timeout=5
         )
     hs_service.stop()  # flushes the buffered log
     logs = hs_service.logs()
     assert '"route": "/streams/{stream_id}/heartbeat"' in logs  # the access log did run
-    for secret in (tok, tok.split(".")[2], HS_SECRET, "admin-token"):
+    for secret in (tok, tok.split(".")[2], HS_SECRET, "admin-token-for-tests"):
         assert secret not in logs
+
+
+def test_the_api_does_not_take_the_token_from_a_cookie(hs_service: Authsvc) -> None:
+    client = Client(hs_service.url)
+    r = client.http.patch(
+        f"{client.base}/streams/{client.new_stream()}/activate",
+        headers={"cookie": f"cw_token={token()}"},
+        timeout=5,
+    )
+    assert r.status_code == 401  # a cookie alone could be sent by another site
+
+
+def test_cookies_python_dislikes_do_not_hide_the_token(hs_service: Authsvc) -> None:
+    client = Client(hs_service.url)
+    stream = client.new_stream()
+    api(client, "activate", stream, token("frank"))
+    cookie = f'prefs={{"theme":"dark"}}; a=b c; flag; cw_token={token("frank")}; z=1'
+    assert gate(client, stream, cookie=cookie).status_code == 204
+
+
+def test_identity_provider_subjects(hs_service: Authsvc) -> None:
+    client = Client(hs_service.url)
+    r = api(client, "activate", client.new_stream(), token("auth0|5f7c8ec7c33c6c004bbafe82"))
+    assert r.status_code == 200 and r.json()["userId"] == "auth0|5f7c8ec7c33c6c004bbafe82"

@@ -102,3 +102,72 @@ def test_a_limit_of_zero_refuses_even_with_evict_oldest(start_authsvc: AuthsvcFa
     client = Client(start_authsvc(max_streams=0, limit_policy="evict_oldest").url)
     r = client.activate(client.new_user(), client.new_stream())
     assert r.status_code == 403 and r.json()["activeStreams"] == []
+
+
+def test_moving_to_leases_that_never_expire_keeps_them(
+    start_authsvc: AuthsvcFactory, redis_server: RedisServer
+) -> None:
+    env = {"key_prefix": "ttlswitch:"}
+    short = Client(start_authsvc(lease_ttl_s=0.5, **env).url)
+    user, stream = short.new_user(), short.new_stream()
+    short.activate(user, stream)
+    forever = Client(start_authsvc(lease_ttl_s=0, **env).url)  # the next deploy
+    assert forever.activate(user, stream).json()["outcome"] == "refreshed"
+    time.sleep(0.7)
+    assert redis_server.command("PTTL", "ttlswitch:{" + user + "}:streams") == "-1"
+    assert [s["streamId"] for s in forever.active(user).json()["streams"]] == [stream]
+
+
+def test_evicting_thousands_after_a_lowered_limit(
+    start_authsvc: AuthsvcFactory, redis_server: RedisServer
+) -> None:
+    service = start_authsvc(limit_policy="evict_oldest", admin_token="admin-token-for-tests")
+    client = Client(service.url)
+    user, stream = client.new_user(), client.new_stream()
+    key = service.env["AUTHSVC_KEY_PREFIX"] + "{" + user + "}:streams"
+    now_ms = int(time.time() * 1000)
+    members = [arg for i in range(9000) for arg in (str(now_ms - 9000 + i), f"old{i}")]
+    redis_server.command("ZADD", key, *members)  # more than Lua can unpack at once
+    r = client.activate(user, stream)
+    assert r.status_code == 200 and r.json()["outcome"] == "evicted"
+    assert len(r.json()["evicted"]) == 9000 - 3 + 1
+    assert len(client.active(user).json()["streams"]) == 3
+
+
+def test_a_refusal_lists_at_most_100_streams(
+    start_authsvc: AuthsvcFactory, redis_server: RedisServer
+) -> None:
+    service = start_authsvc(max_streams=150)
+    client = Client(service.url)
+    user = client.new_user()
+    key = service.env["AUTHSVC_KEY_PREFIX"] + "{" + user + "}:streams"
+    now_ms = int(time.time() * 1000)
+    redis_server.command("ZADD", key, *[a for i in range(150) for a in (str(now_ms), f"s{i}")])
+    body = client.activate(user, client.new_stream()).json()
+    assert body["error"] == "Stream Limit Reached" and len(body["activeStreams"]) == 100
+
+
+def test_a_limit_that_is_not_a_number_counts_as_absent(
+    start_authsvc: AuthsvcFactory, redis_server: RedisServer
+) -> None:
+    service = start_authsvc(max_streams=1)
+    client = Client(service.url)
+    user = client.new_user()
+    redis_server.command("SET", service.env["AUTHSVC_KEY_PREFIX"] + "{" + user + "}:limit", "lots")
+    assert client.activate(user, client.new_stream()).status_code == 200
+    assert client.activate(user, client.new_stream()).json()["limit"] == 1
+    assert client.active(user).json()["limit"] == 1
+
+
+def test_a_broken_key_is_a_500_for_that_user_not_redis_down(
+    start_authsvc: AuthsvcFactory, redis_server: RedisServer
+) -> None:
+    service = start_authsvc()
+    client = Client(service.url)
+    user, other = client.new_user(), client.new_user()
+    redis_server.command("SET", service.env["AUTHSVC_KEY_PREFIX"] + "{" + user + "}:streams", "not a zset")
+    r = client.activate(user, client.new_stream())
+    assert r.status_code == 500 and r.json() == {"status": "ko", "error": "Internal Server Error"}
+    assert client.activate(other, client.new_stream()).status_code == 200
+    assert metric(client, "authsvc_redis_up") == 1
+    assert metric(client, "authsvc_http_requests_total", status="500") == 1

@@ -8,9 +8,9 @@ from harness import Authsvc, Client, RedisServer, settings_env
 def test_two_replicas_share_ids_and_leases(redis_server: RedisServer) -> None:
     env = settings_env(redis_server)
     a, b = Authsvc(env), Authsvc(env)
-    a.start()
-    b.start()
     try:
+        a.start()
+        b.start()
         ca, cb = Client(a.url), Client(b.url)
         user = ca.new_user()
         streams = [cb.new_stream() for _ in range(4)]
@@ -27,10 +27,10 @@ def test_two_replicas_share_ids_and_leases(redis_server: RedisServer) -> None:
 
 def test_a_replica_with_another_secret_refuses_the_ids(redis_server: RedisServer) -> None:
     a = Authsvc(settings_env(redis_server))
-    b = Authsvc({**settings_env(redis_server), "AUTHSVC_SECRET": "another"})
-    a.start()
-    b.start()
+    b = Authsvc({**settings_env(redis_server), "AUTHSVC_SECRET": "another-secret-of-16+"})
     try:
+        a.start()
+        b.start()
         ca, cb = Client(a.url), Client(b.url)
         r = cb.activate(ca.new_user(), ca.new_stream())
         assert (r.status_code, r.json()["error"]) == (404, "Invalid Data.")
@@ -43,8 +43,8 @@ def test_without_a_secret_serve_makes_one_and_warns(redis_server: RedisServer) -
     env = settings_env(redis_server)
     del env["AUTHSVC_SECRET"]
     service = Authsvc(env, workers=2)
-    service.start()
     try:
+        service.start()
         client = Client(service.url)
         user, stream = client.new_user(), client.new_stream()
         for _ in range(6):  # several connections: both workers must accept the ids

@@ -45,3 +45,8 @@ def test_malformed(value: str) -> None:
 def test_well_formed_platform_ids(value: str) -> None:
     assert IdCodec.well_formed(value)
     assert IdCodec("s", check_mac=False).issued("user", value)
+
+
+def test_identity_provider_subjects_are_well_formed() -> None:
+    for sub in ("auth0|5f7c8ec7c33c6c004bbafe82", "google-oauth2|1234", "a+b@example.com"):
+        assert IdCodec.well_formed(sub)

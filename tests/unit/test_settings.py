@@ -19,7 +19,7 @@ def test_values_are_parsed() -> None:
             "AUTHSVC_LIMIT_POLICY": "EVICT_OLDEST",
             "AUTHSVC_ENFORCE": "off",
             "AUTHSVC_IDENTITY": "jwt",
-            "AUTHSVC_JWT_SECRET": "k",
+            "AUTHSVC_JWT_SECRET": "k" * 32,
             "AUTHSVC_JWT_ALGORITHMS": "hs256,HS512",
             "PROMETHEUS_MULTIPROC_DIR": "/tmp/m",
             "OTHER": "ignored",
@@ -61,8 +61,8 @@ def test_secrets_are_not_echoed() -> None:
     "env",
     [
         {"AUTHSVC_IDENTITY": "jwt"},
-        {"AUTHSVC_JWT_SECRET": "k", "AUTHSVC_JWT_PUBLIC_KEY": "pem"},
-        {"AUTHSVC_JWT_SECRET": "k", "AUTHSVC_JWT_ALGORITHMS": "RS256"},
+        {"AUTHSVC_JWT_SECRET": "k" * 32, "AUTHSVC_JWT_PUBLIC_KEY": "pem"},
+        {"AUTHSVC_JWT_SECRET": "k" * 32, "AUTHSVC_JWT_ALGORITHMS": "RS256"},
         {"AUTHSVC_JWT_PUBLIC_KEY": "pem", "AUTHSVC_JWT_ALGORITHMS": "HS256,RS256"},
     ],
 )
@@ -78,3 +78,38 @@ def test_stack_settings_and_documentation() -> None:
     names = [name for name, _, _ in documented()]
     assert "AUTHSVC_MAX_STREAMS" in names and "AUTHSVC_PORT" in names
     assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("AUTHSVC_SECRET", "short"), ("AUTHSVC_ADMIN_TOKEN", "admin"), ("AUTHSVC_LEASE_TTL_S", "0.0004")],
+)
+def test_weak_or_meaningless_values_stop_start_up(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_a_public_key_that_cannot_verify_stops_start_up() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    base = {"AUTHSVC_IDENTITY": "jwt"}
+    with pytest.raises(SettingsError, match="AUTHSVC_JWT_PUBLIC_KEY"):
+        Settings.from_env({**base, "AUTHSVC_JWT_PUBLIC_KEY": "not a pem"})
+    with pytest.raises(SettingsError, match="AUTHSVC_JWT_PUBLIC_KEY"):
+        Settings.from_env({**base, "AUTHSVC_JWT_PUBLIC_KEY": pem, "AUTHSVC_JWT_ALGORITHMS": "RS256"})
+    one_line = pem.replace("\n", "\\n")  # as environment files often carry it
+    assert Settings.from_env({**base, "AUTHSVC_JWT_PUBLIC_KEY": one_line}).jwt_public_key == pem.strip()
+
+
+def test_unknown_variables_are_found() -> None:
+    from authsvc.settings import unknown_variables
+
+    env = {"AUTHSVC_MAX_STREAM": "4", "AUTHSVC_MAX_STREAMS": "4", "AUTHSVC_PORT": "1", "PATH": "/bin"}
+    assert unknown_variables(env) == ["AUTHSVC_MAX_STREAM"]
