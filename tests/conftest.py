@@ -31,7 +31,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def authsvc(redis_server: RedisServer) -> Iterator[Authsvc]:
     """authsvc with default settings (and an admin token), shared by the session."""
-    service = Authsvc(settings_env(redis_server, admin_token="admin-token"))
+    service = Authsvc(settings_env(redis_server, admin_token="admin-token-for-tests"))
     service.start()
     yield service
     service.stop()

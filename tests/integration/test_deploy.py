@@ -7,9 +7,10 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from harness import ROOT, need_binary
 
 from authsvc.settings import documented
+
+from harness import ROOT, need_binary
 
 DEPLOY = ROOT / "deploy"
 
