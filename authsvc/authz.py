@@ -39,7 +39,9 @@ async def gate(svc: Service, headers: Mapping[str, str], _: str = "") -> Reply:
         svc.metrics.decision("gate", "invalid")
         return _deny(403, 400, "Not a stream URL.")
     stream_id = unquote(match.group(1))
-    query = dict(parse_qsl(query_string)) if query_string else {}
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(query_string):
+        query.setdefault(name, value)  # the first of a repeated parameter, as nginx takes it
     try:
         caller = svc.identity.resolve(headers, query)
     except IdentityError as exc:

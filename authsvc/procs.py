@@ -1,0 +1,188 @@
+"""Starting and stopping the stack's processes: redis-server, authsvc and nginx, each on a
+loopback port, each stopped by its PID. A missing binary names the command that installs it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from . import nginxconf
+
+INSTALL = "apt-get install -y redis-server nginx"
+LOOPBACK = "127.0.0.1"
+
+
+class StackError(RuntimeError):
+    """A part is missing or did not start; the message says what to do."""
+
+
+def find_binary(name: str) -> str:
+    """The path of a binary the stack needs, or StackError naming the install command."""
+    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise StackError(f"{name} is not installed: run `{INSTALL}`")
+
+
+def _name(proc: subprocess.Popen[bytes]) -> str:
+    args = proc.args if isinstance(proc.args, list) else [str(proc.args)]
+    return " ".join(str(a) for a in args[:4])
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 10.0) -> None:
+    """Return once something listens on the loopback port; StackError (naming the
+    process and its log) if the process exits first or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StackError(f"{_name(proc)} exited with {proc.returncode} (log {log}):\n{_tail(log)}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise StackError(f"{_name(proc)}: nothing listens on {LOOPBACK}:{port} after {timeout:g} s (log {log})")
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20.0) -> None:
+    """Return once GET ``url`` answers 200; StackError if the process exits first or the
+    timeout passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StackError(f"{_name(proc)} exited with {proc.returncode} (log {log}):\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.05)
+    raise StackError(f"{_name(proc)}: {url} did not answer 200 within {timeout:g} s (log {log})")
+
+
+def ensure_free(port: int, setting: str) -> None:
+    """StackError when something already listens on the loopback port: the part would
+    fail to bind, and a check for it answering would find the other process instead."""
+    with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=0.5):
+        raise StackError(f"port {port} is in use: stop what listens there, or set {setting}")
+
+
+def alive(pid: int) -> bool:
+    """True while a process with this PID exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cmdline(pid: int) -> str:
+    """The process's command line, or "" when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def stop_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Signal one process by PID and wait until it is gone; SIGKILL if it takes too long.
+
+    Not our child (``authsvc stack --stop``): poll until the PID disappears.
+    """
+    try:
+        os.kill(pid, signal.SIGCONT)  # a paused process cannot act on SIGTERM
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Stop a child we started, by its PID, and reap it; SIGKILL if it takes too long."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.kill(proc.pid, signal.SIGCONT)
+        os.kill(proc.pid, sig)
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout)
+    except ProcessLookupError:
+        pass
+
+
+def spawn(args: list[str], log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a part with its output appended to ``log``."""
+    with log.open("ab") as out:
+        # A session of its own: Ctrl-C reaches only the stack, which stops each part in
+        # order (nginx first, Redis last) instead of all of them dying at once.
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def start_redis(port: int, data_dir: Path, log: Path, persist: bool = True) -> subprocess.Popen[bytes]:
+    """redis-server on the loopback port, its data in ``data_dir`` (an RDB snapshot on
+    shutdown when ``persist``); returns once it accepts connections."""
+    binary = find_binary("redis-server")
+    ensure_free(port, "AUTHSVC_REDIS_PORT")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args = [binary, "--port", str(port), "--bind", LOOPBACK, "--dir", str(data_dir)]
+    args += ["--daemonize", "no", "--appendonly", "no", "--loglevel", "warning"]
+    if not persist:
+        args += ["--save", ""]
+    proc = spawn(args, log)
+    wait_port(port, proc, log)
+    return proc
+
+
+def start_authsvc(port: int, env: Mapping[str, str], workers: int, log: Path) -> subprocess.Popen[bytes]:
+    """``python -m authsvc serve`` on the loopback port with this environment; returns
+    once /healthz answers."""
+    ensure_free(port, "AUTHSVC_API_PORT")
+    args = [sys.executable, "-m", "authsvc", "serve", "--host", LOOPBACK, "--port", str(port)]
+    proc = spawn([*args, "--workers", str(workers)], log, env)
+    wait_http(f"http://{LOOPBACK}:{port}/healthz", proc, log, timeout=30)
+    return proc
+
+
+def start_nginx(prefix: Path, port: int, origin_port: int | None = None) -> subprocess.Popen[bytes]:
+    """nginx on a rendered prefix (see nginxconf.render), checked with ``nginx -t``
+    first; returns once the public port (and the demo origin's, if given) accept
+    connections."""
+    binary = find_binary("nginx")
+    ensure_free(port, "AUTHSVC_PORT")
+    if origin_port is not None:
+        ensure_free(origin_port, "AUTHSVC_ORIGIN_PORT")
+    nginxconf.check(binary, prefix)
+    log = prefix / "stderr.log"
+    proc = spawn(nginxconf.command(binary, prefix), log)
+    wait_port(port, proc, prefix / "error.log")
+    if origin_port is not None:
+        wait_port(origin_port, proc, prefix / "error.log")
+    return proc

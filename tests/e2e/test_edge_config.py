@@ -1,0 +1,77 @@
+"""The nginx templates render to a configuration nginx accepts with every switch, and the
+switches that change what outsiders can reach do what they say."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import requests
+
+from authsvc import nginxconf
+from authsvc.settings import IdentityMode
+
+from .edge_harness import HOST, Player, StackFactory, ko
+from harness import need_binary
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.skipif(bool(HOST), reason=f"HOST={HOST}: checks this checkout's templates, not the deployment")
+def test_every_combination_of_switches_passes_nginx_t(tmp_path: Path) -> None:
+    nginx = need_binary("nginx", "nginx")
+    identities: tuple[IdentityMode, ...] = ("header", "jwt")
+    switches = itertools.product(
+        identities,
+        (False, True),  # fail_open
+        (False, True),  # expose_internal
+        (0.0, 2.5),  # gate_cache_s
+        (None, "https://127.0.0.2:8443/live/"),  # origin: the demo, or a real one with a path
+        ("*", "https://player.example,http://localhost:8080"),  # cors_origins
+    )
+    checked = 0
+    for n, (identity, fail_open, expose, cache_s, origin, cors) in enumerate(switches):
+        config = nginxconf.EdgeConfig(
+            prefix=tmp_path / f"edge{n}",
+            port=20_000 + n,
+            api_port=19_999,
+            origin_url=origin or "http://127.0.0.1:19998",
+            demo_root=None if origin else tmp_path / "origin",
+            identity=identity,
+            fail_open=fail_open,
+            expose_internal=expose,
+            gate_cache_s=cache_s,
+            cors_origins=cors,
+            ungated=n % 2 == 1,
+        )
+        conf = nginxconf.render(config)
+        assert nginxconf.PLACEHOLDER.search(conf.read_text()) is None
+        nginxconf.check(nginx, config.prefix)  # raises with nginx's own words
+        checked += 1
+    assert checked == 64
+
+
+def test_internal_routes_and_cors_list_when_exposed(start_stack: StackFactory) -> None:
+    stack = start_stack(
+        why="AUTHSVC_EXPOSE_INTERNAL=true and a CORS origin list",
+        expose_internal=True,
+        cors_origins="https://player.example",
+        admin_token="e2e-admin-token-for-tests",
+    )
+    player = Player(stack.url)
+    metrics = requests.get(f"{stack.url}/metrics", timeout=5)
+    assert metrics.status_code == 200
+    assert "authsvc_decisions_total" in metrics.text
+    # /admin/ reaches authsvc, which still wants its bearer token.
+    ko(requests.get(f"{stack.url}/admin/users/{player.new_user()}/streams", timeout=5), 401)
+    # The decision endpoint stays internal whatever the switch says.
+    ko(requests.get(f"{stack.url}/_authz", timeout=5), 404, "Not Found")
+    page = {"Origin": "https://player.example"}
+    allowed = requests.get(f"{stack.url}/users/newId", headers=page, timeout=5)
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://player.example"
+    assert allowed.headers["Access-Control-Allow-Credentials"] == "true"
+    other = requests.get(f"{stack.url}/users/newId", headers={"Origin": "https://evil.example"}, timeout=5)
+    assert other.status_code == 200
+    assert "Access-Control-Allow-Origin" not in other.headers
+    player.close()

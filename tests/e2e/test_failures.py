@@ -1,0 +1,77 @@
+"""When a part of the stack is down: clients see 503 in JSON (or, with fail-open, the
+stream anyway), and everything recovers when the part returns."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from .edge_harness import SEGMENT, Player, StackFactory, ko, until
+
+pytestmark = pytest.mark.e2e
+
+RECOVERY_S = 5.0
+
+
+def test_redis_down_gives_503_at_gate_and_api_and_both_recover(start_stack: StackFactory) -> None:
+    stack = start_stack(why="it stops and restarts Redis")
+    player = Player(stack.url)
+    user, stream = player.new_user(), player.new_stream()
+    assert player.activate(user, stream).status_code == 200
+    stack.stop_redis()
+    body = ko(player.watch(stream, user), 503, "Service Unavailable")
+    assert body == {"status": "ko", "error": "Service Unavailable"}
+    ko(player.activate(user, player.new_stream()), 503, "Service Unavailable")
+    ko(player.active(user), 503, "Service Unavailable")
+    # Redis back with its data (saved at shutdown, as a Redis with persistence would).
+    stack.start_redis()
+    assert until(lambda: player.watch(stream, user).status_code == 200, RECOVERY_S)
+    assert player.activate(user, player.new_stream()).status_code == 200
+    player.close()
+
+
+def test_authsvc_down_gives_503_at_gate_and_api(start_stack: StackFactory) -> None:
+    stack = start_stack(why="it stops and restarts authsvc")
+    player = Player(stack.url)
+    user, stream = player.new_user(), player.new_stream()
+    assert player.activate(user, stream).status_code == 200
+    stack.stop_authsvc()
+    r = player.watch(stream, user)
+    ko(r, 503, "Service Unavailable")
+    assert r.headers["Retry-After"] == "1"
+    ko(requests.get(f"{stack.url}/users/newId", timeout=5), 503, "Service Unavailable")
+    stack.start_authsvc()
+    assert until(lambda: player.watch(stream, user).status_code == 200, RECOVERY_S)
+    player.close()
+
+
+def test_fail_open_serves_the_stream_when_redis_or_authsvc_is_down(start_stack: StackFactory) -> None:
+    stack = start_stack(why="fail-open, and it stops Redis and authsvc", fail_open=True, gate_cache_s=5)
+    player = Player(stack.url)
+    user, stream = player.new_user(), player.new_stream()  # never activated
+    # Redis down: authsvc itself fails open (204 with X-Gate-Decision: fail_open).
+    stack.stop_redis()
+    assert player.watch(stream, user, path=SEGMENT).status_code == 200
+    # Redis back: refused at once, the fail-open answer was not kept by the micro-cache.
+    stack.start_redis()
+    assert until(lambda: player.watch(stream, user).status_code != 503, RECOVERY_S)
+    ko(player.watch(stream, user), 403, "Stream Not Active")
+    # authsvc down: nginx fails open and fetches from the origin anyway.
+    stack.stop_authsvc()
+    r = player.watch(stream, user, path=SEGMENT)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "video/mp2t"
+    # Only the gate fails open: the API still says it cannot answer.
+    ko(player.activate(user, stream), 503, "Service Unavailable")
+    # Failing open is for callers with an identity: without one, nothing is served.
+    ko(player.watch(stream), 401, "Missing or invalid identity.")
+    player.close()
+
+
+def test_api_rate_limit_per_client_answers_429_in_json(start_stack: StackFactory) -> None:
+    stack = start_stack(why="a rate limit of 2 requests per second", api_rate=2)
+    codes = [requests.get(f"{stack.url}/healthz", timeout=5) for _ in range(12)]
+    limited = [r for r in codes if r.status_code == 429]
+    assert limited, [r.status_code for r in codes]
+    ko(limited[0], 429, "Too Many Requests")
+    assert codes[0].status_code == 200
