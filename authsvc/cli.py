@@ -77,6 +77,26 @@ def check() -> int:
     return 0
 
 
+def edge_config(out: Path) -> int:
+    """Render the nginx edge from the environment, for nginx running elsewhere (the
+    compose file runs this, then nginx on the result)."""
+    from . import nginxconf
+    from .settings import StackSettings
+
+    try:
+        settings, stack = Settings.from_env(), StackSettings.from_env()
+        prefix = out.resolve()
+        demo = prefix / "origin" if stack.origin_url is None else None
+        if demo is not None:
+            nginxconf.write_demo_origin(demo)
+        main_file = nginxconf.render(nginxconf.EdgeConfig.from_settings(settings, stack, prefix, demo))
+    except SettingsError as exc:
+        print(f"authsvc: {exc}", file=sys.stderr)
+        return 2
+    print(f"nginx -p {prefix}/ -c {main_file} -e {prefix}/error.log")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="authsvc", description="CanWatch stream-limit service")
     parser.add_argument("--version", action="version", version=__version__)
@@ -90,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     stack_cmd = sub.add_parser("stack", help="run redis, authsvc and nginx with a demo origin (make run)")
     stack_cmd.add_argument("--stop", action="store_true", help="stop the stack running under --run-dir")
     stack_cmd.add_argument("--run-dir", type=Path, default=Path(".run"), help="pids, logs, data (.run)")
+    edge_cmd = sub.add_parser("edge-config", help="render the nginx edge (and demo origin) into a folder")
+    edge_cmd.add_argument("--out", type=Path, required=True, help="nginx prefix to write")
     args = parser.parse_args(argv)
     if args.command == "serve":
         if args.workers < 1:
@@ -97,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args.host, args.port, args.workers)
     if args.command == "check":
         return check()
+    if args.command == "edge-config":
+        return edge_config(args.out)
     if args.command == "stack":
         # Imported here: `authsvc serve` needs none of it.
         from . import stack

@@ -52,6 +52,7 @@ class EdgeConfig:
     demo_root: Path | None = None  # serve the demo origin from here on origin_port
     origin_port: int = 9006
     host: str = "127.0.0.1"
+    api_host: str = "127.0.0.1"
     identity: IdentityMode = "header"
     gate_cache_s: float = 0.0
     fail_open: bool = False
@@ -75,6 +76,7 @@ class EdgeConfig:
             demo_root=demo_root if demo else None,
             origin_port=stack.origin_port,
             host=stack.host,
+            api_host=stack.api_host,
             identity=settings.identity,
             gate_cache_s=stack.gate_cache_s,
             fail_open=settings.fail_open,
@@ -142,6 +144,7 @@ def _values(config: EdgeConfig) -> dict[str, str]:
         "host": config.host,
         "port": str(config.port),
         "api_port": str(config.api_port),
+        "api_host": config.api_host,
         "origin_port": str(config.origin_port),
         "origin_root": str(config.demo_root or ""),
         "origin_scheme": scheme,

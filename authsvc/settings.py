@@ -283,6 +283,7 @@ class StackSettings:
 
     port: int = _setting(9004, _int_range(1, 65535), "public port of nginx")
     api_port: int = _setting(9005, _int_range(1, 65535), "port of authsvc behind nginx")
+    api_host: str = _setting("127.0.0.1", _listen_address, "host of authsvc as nginx reaches it")
     redis_port: int = _setting(6390, _int_range(1, 65535), "port of the local redis-server")
     origin_port: int = _setting(9006, _int_range(1, 65535), "port of the demo stream origin")
     origin_url: str | None = _setting(

@@ -66,3 +66,31 @@ def test_compose_passes_only_known_settings_and_files_that_exist() -> None:
             assert (ROOT / context / "Dockerfile").exists()
     assert services["authsvc"]["environment"]["AUTHSVC_REDIS_URL"].startswith("redis://redis:")
     assert Path(ROOT / "Dockerfile").read_text().count("requirements.lock") >= 1
+
+
+def test_compose_edge_settings_render_a_config_nginx_accepts(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    for name, value in compose["services"]["edge-config"]["environment"].items():
+        # ${VAR:-default} -> default; the compose network's host name is not resolvable here.
+        text = str(value)
+        if text.startswith("${"):
+            text = text.split(":-", 1)[1].rstrip("}") if ":-" in text else ""
+        env[name] = text
+    env["AUTHSVC_API_HOST"] = "127.0.0.1"
+    out = subprocess.run(
+        [sys.executable, "-m", "authsvc", "edge-config", "--out", str(tmp_path / "edge")],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    nginx = need_binary("nginx", "nginx")
+    prefix = tmp_path / "edge"
+    check = subprocess.run(
+        [nginx, "-t", "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stderr
+    assert "listen 0.0.0.0:9004;" in (prefix / "nginx.conf").read_text()
