@@ -5,18 +5,18 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
+from starlette.types import ASGIApp
 
 from . import __version__, admin, api, logs
 from .api import ko, response
@@ -33,21 +33,19 @@ log = logging.getLogger("authsvc")
 
 
 def redis_client(settings: Settings) -> Redis:
-    """A pooled client for the auto-pipeline (authsvc/store.py).
+    """The connection pool for the auto-pipeline (authsvc/store.py).
 
     Every call is bounded by the pipeline's own timeout around the whole batch, so there
-    is no per-read socket timeout (redis-py would arm a timer for every reply). One
-    immediate retry on a connection error replaces a pooled connection that died with a
-    Redis restart, so the first request after recovery does not fail; timeouts are not
-    retried, so a hung Redis costs one timeout, not several.
+    is no per-read socket timeout (redis-py would arm a timer for every reply). The
+    pipeline replaces a pooled connection that died with a Redis restart itself, and
+    nothing is retried after a timeout, so a hung Redis costs one timeout, not several.
     """
     timeout = settings.redis_timeout_s
     return Redis.from_url(
         settings.redis_url,
         socket_timeout=None,
         socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1),
-        retry_on_error=[RedisConnectionError],
+        retry=Retry(NoBackoff(), 0),
         max_connections=256,
     )
 
@@ -161,7 +159,9 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         *api.routes,
         *admin.routes,
     ]
-    app = Starlette(
+    access = logs.access_writer() if settings.access_log else None
+    app = _EdgeFirst(
+        edge=lambda inner: Edge(inner, metrics=metrics_, access=access),
         routes=routes,
         lifespan=lifespan,
         exception_handlers={
@@ -173,9 +173,20 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
     # A trailing-slash redirect is an HTML-less 307 that non-browser clients rarely follow.
     assert isinstance(app.router, Router)
     app.router.redirect_slashes = False
-    access = logs.access_writer() if settings.access_log else None
-    app.add_middleware(Edge, metrics=metrics_, access=access)
     return app
+
+
+class _EdgeFirst(Starlette):
+    """Starlette with the Edge outside its own middleware stack: the hot routes then skip
+    the error middleware's wrapping of every send (Edge answers their errors itself),
+    and a 500 that the error middleware writes for another route is still counted."""
+
+    def __init__(self, edge: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
+        self._edge = edge
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self._edge(super().build_middleware_stack())
 
 
 def app_from_env() -> Starlette:

@@ -51,7 +51,8 @@ async def send_reply(send: Send, reply: Reply) -> int:
 
 
 class Edge:
-    """Middleware: routes hot requests to their handlers directly, everything else on."""
+    """The outermost layer: routes hot requests to their handlers directly, everything
+    else on to Starlette's middleware stack."""
 
     def __init__(
         self, app: ASGIApp, metrics: Metrics, access: Callable[[dict[str, Any]], None] | None
@@ -98,7 +99,7 @@ class Edge:
             try:
                 await self.app(scope, receive, send_status)
             except BaseException:
-                # Starlette's outermost layer answers 500 for it; count and log it here.
+                # Starlette's error middleware (inside this) has answered 500; count it.
                 self._observe(scope, method, 500, start)
                 raise
             route = scope.get("route")

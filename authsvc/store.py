@@ -2,10 +2,11 @@
 
 redis-py spends about 65 us of CPU on each command it sends alone (measured here with
 uvloop and hiredis), which by itself caps one worker near 15k commands per second.
-Requests that arrive in the same event-loop turn are therefore queued and sent as one
-redis-py pipeline (no MULTI: each command stays its own atomic script), which costs about
-20 us per command. Every batch runs under one timeout, so a hung Redis fails the whole
-batch within ``timeout`` rather than leaving requests waiting.
+Requests that arrive in the same event-loop turn are therefore queued and written to one
+pooled connection at once, as a pipeline (no MULTI: each command stays its own atomic
+script), which costs well under 20 us per command. Every batch runs under one timeout,
+so a hung Redis fails the whole batch within ``timeout`` rather than leaving requests
+waiting.
 """
 
 from __future__ import annotations
@@ -90,10 +91,7 @@ class AutoPipeline:
         failure = "no reply"
         try:
             async with asyncio.timeout(self._timeout):
-                pipe = self._redis.pipeline(transaction=False)
-                for command, _ in batch:
-                    pipe.execute_command(*command)
-                replies = await pipe.execute(raise_on_error=False)
+                replies = await self._round_trip([command for command, _ in batch])
             for (_, future), reply in zip(batch, replies, strict=False):
                 if not future.done():
                     future.set_result(reply)
@@ -109,6 +107,43 @@ class AutoPipeline:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(StoreUnavailable(failure))
+
+    async def _round_trip(self, commands: list[Command]) -> list[Any]:
+        """Write every command at once on one pooled connection, then read the replies.
+
+        This is what a redis-py pipeline does, without its per-command bookkeeping
+        (response callbacks, command stack, retry wrapper): a third of its cost here.
+        A connection that fails before any reply arrived (a pooled one that died with a
+        Redis restart: the new server has run nothing) is replaced and the batch sent once
+        more; after the first reply nothing is sent twice.
+        """
+        pool = self._redis.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            packed = conn.pack_commands(commands)
+            for attempt in (1, 2):
+                replies: list[Any] = []
+                try:
+                    await conn.send_packed_command(packed, check_health=False)
+                    for _ in commands:
+                        try:
+                            replies.append(await conn.read_response())
+                        except redis_errors.ResponseError as error:
+                            replies.append(error)
+                    return replies
+                except (redis_errors.ConnectionError, OSError):
+                    if replies or attempt == 2:
+                        raise
+                    await conn.disconnect()
+                    await conn.connect()
+            raise AssertionError("unreachable")
+        except BaseException:
+            # Cancelled (timeout) or failed mid-reply: what is left unread would be taken
+            # for the next batch's replies.
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)
 
     async def drain(self) -> None:
         """Wait for the batches under way (used at shutdown)."""

@@ -71,7 +71,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-api-"))
     redis_port, api_port, bare_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
-    env.update(AUTHSVC_REDIS_URL=f"redis://{HOST}:{redis_port}/0", AUTHSVC_SECRET="bench-secret")
+    env.update(
+        AUTHSVC_REDIS_URL=f"redis://{HOST}:{redis_port}/0", AUTHSVC_SECRET="bench-secret-of-some-length"
+    )
     procs = []
     try:
         procs.append(subprocess.Popen(
