@@ -46,6 +46,13 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now (for tests and benchmarks)."""
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
 def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 10.0) -> None:
     """Return once something listens on the loopback port; StackError (naming the
     process and its log) if the process exits first or the timeout passes."""

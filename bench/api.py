@@ -20,17 +20,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from authsvc.procs import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 DURATION = os.environ.get("BENCH_SECONDS", "10")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 UVICORN = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int) -> None:

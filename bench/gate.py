@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from authsvc import nginxconf
-from authsvc.procs import StackError, find_binary
+from authsvc.procs import StackError, find_binary, free_port
 from authsvc.settings import StackSettings
 from authsvc.stack import Stack
 
@@ -37,12 +36,6 @@ RESULT = re.compile(r"RESULT rps=(\S+) p50_ms=(\S+) p99_ms=(\S+) non2xx=(\d+) er
 TARGETS = {"gated_cache_off": 0.30, "gated_cache_on": 0.85}  # req/s as a share of ungated
 P99_TARGET_MS = 10.0  # every gated run
 Run = dict[str, float]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fetch(url: str, user: str, method: str = "GET") -> bytes:

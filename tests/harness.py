@@ -6,17 +6,17 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
+
+from authsvc.procs import StackError, free_port, stop_process, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -29,40 +29,6 @@ def need_binary(name: str, package: str) -> str:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     pytest.fail(f"{name} is not installed: run `apt-get install -y {package}` (or `make test`, which does)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection((HOST, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {HOST}:{port} after {timeout}s")
-
-
-def stop_pid(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 5.0) -> None:
-    """Stop a process we started, by its PID; SIGKILL if it does not go in time."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.kill(proc.pid, signal.SIGCONT)  # a paused process cannot handle SIGTERM
-        os.kill(proc.pid, sig)
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout)
-    except ProcessLookupError:
-        pass
 
 
 class RedisServer:
@@ -84,12 +50,14 @@ class RedisServer:
             self.binary, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no",
             "--dir", str(self.workdir), "--daemonize", "no", "--loglevel", "warning",
         ]  # fmt: skip
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port, proc=self.proc)
+        log = self.workdir / "redis.log"
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=out)
+        wait_port(self.port, self.proc, log)
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop_pid(self.proc, signal.SIGKILL)
+            stop_process(self.proc, signal.SIGKILL)
             self.proc = None
 
     def pause(self) -> None:
@@ -130,14 +98,14 @@ class Authsvc:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=log, stderr=log)
         try:
-            wait_port(self.port, timeout=20, proc=self.proc)
-        except RuntimeError as exc:
+            wait_port(self.port, self.proc, self.log_path, timeout=20)
+        except StackError:
             self.stop()
-            raise RuntimeError(f"{exc}; authsvc said:\n{self.logs()[-2000:]}") from None
+            raise
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop_pid(self.proc)
+            stop_process(self.proc)
             self.proc = None
 
     def logs(self) -> str:
