@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 from .api import Reply
 from .identity import IdentityError
@@ -33,17 +33,14 @@ async def gate(svc: Service, headers: Mapping[str, str], _: str = "") -> Reply:
     fail-open, 204 with ``X-Gate-Decision`` naming what would have been refused.
     """
     original = headers.get("x-original-uri", "")
-    path, _, query_string = original.partition("?")
+    path = original.partition("?")[0]
     match = WATCH_URI.match(path)
     if match is None:
         svc.metrics.decision("gate", "invalid")
         return _deny(403, 400, "Not a stream URL.")
     stream_id = unquote(match.group(1))
-    query: dict[str, str] = {}
-    for name, value in parse_qsl(query_string):
-        query.setdefault(name, value)  # the first of a repeated parameter, as nginx takes it
     try:
-        caller = svc.identity.resolve(headers, query)
+        caller = svc.identity.resolve(headers, gate=True)
     except IdentityError as exc:
         svc.metrics.decision("gate", "invalid")
         return _deny(401, 401, exc.message)

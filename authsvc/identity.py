@@ -16,10 +16,6 @@ from .ids import IdCodec
 from .settings import Settings
 
 USER_HEADER = "x-userid"
-USER_COOKIE = "cw_userid"
-USER_QUERY = "userid"
-TOKEN_COOKIE = "cw_token"
-TOKEN_QUERY = "token"
 
 
 @dataclass(frozen=True)
@@ -47,32 +43,28 @@ class IdentityResolver:
         self._key = settings.jwt_secret or settings.jwt_public_key or ""
         self._algorithms = list(settings.effective_jwt_algorithms)
 
-    def resolve(self, headers: Mapping[str, str], query: Mapping[str, str] | None = None) -> Identity:
-        """The caller's identity. ``query`` is only given for the gate, whose client's
-        query string arrives inside X-Original-URI; only the gate also accepts the identity
-        from a cookie or a query parameter. Raises IdentityError."""
+    def resolve(self, headers: Mapping[str, str], gate: bool = False) -> Identity:
+        """The caller's identity, from ``x-userid`` (header mode) or the bearer token (jwt
+        mode) only. Players that cannot set headers put it in a cookie or a query
+        parameter: nginx alone turns those into these headers, so that the identity it
+        keys its micro-cache on is the one decided for. Raises IdentityError (401 for a
+        missing identity at the gate, 400 on the API, as the seed did)."""
         if self._jwt_mode:
-            return self._from_token(headers, query)
+            return self._from_token(headers)
         user_id = headers.get(USER_HEADER)
-        if user_id is None and query is not None:
-            user_id = _cookie(headers, USER_COOKIE) or query.get(USER_QUERY)
-        if user_id is None or user_id == "":
-            raise IdentityError(400 if query is None else 401, "Missing x-userid header.")
+        if not user_id:
+            raise IdentityError(401 if gate else 400, "Missing x-userid header.")
         if not self._codec.well_formed(user_id):
             raise IdentityError(400, "Malformed x-userid header.")
         if not self._codec.issued("user", user_id):
             raise IdentityError(404, "Invalid Data.")
         return Identity(user_id)
 
-    def _from_token(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> Identity:
+    def _from_token(self, headers: Mapping[str, str]) -> Identity:
         token = None
         auth = headers.get("authorization", "")
         if auth[:7].lower() == "bearer ":
             token = auth[7:].strip()
-        # A cookie or a query parameter only for the gate: a segment fetch changes nothing,
-        # while an API call carried by a cookie alone could be forged by another site.
-        if not token and query is not None:
-            token = _cookie(headers, TOKEN_COOKIE) or query.get(TOKEN_QUERY)
         if not token:
             raise IdentityError(401, "Missing token.")
         try:
@@ -96,16 +88,3 @@ class IdentityResolver:
         ):
             raise IdentityError(401, "Invalid token: malformed limit claim.")
         return Identity(user_id, limit)
-
-
-def _cookie(headers: Mapping[str, str], name: str) -> str | None:
-    """The first cookie of that name, split as nginx's $cookie_ does: by hand, because
-    http.cookies stops at the first cookie it dislikes and loses the ones after it."""
-    raw = headers.get("cookie")
-    if not raw or name not in raw:
-        return None
-    for pair in raw.split(";"):
-        key, sep, value = pair.strip().partition("=")
-        if sep and key == name:
-            return value.strip().strip('"') or None
-    return None
