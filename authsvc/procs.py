@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from . import nginxconf
@@ -53,19 +53,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 10.0) -> None:
-    """Return once something listens on the loopback port; StackError (naming the
-    process and its log) if the process exits first or the timeout passes."""
+def wait_port(
+    port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 10.0, host: str = LOOPBACK
+) -> None:
+    """Return once something listens on the port; StackError (naming the process and its
+    log) if the process exits first or the timeout passes."""
+    if host == "0.0.0.0":
+        host = LOOPBACK
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise StackError(f"{_name(proc)} exited with {proc.returncode} (log {log}):\n{_tail(log)}")
         try:
-            with socket.create_connection((LOOPBACK, port), timeout=0.2):
+            with socket.create_connection((host, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.02)
-    raise StackError(f"{_name(proc)}: nothing listens on {LOOPBACK}:{port} after {timeout:g} s (log {log})")
+    raise StackError(f"{_name(proc)}: nothing listens on {host}:{port} after {timeout:g} s (log {log})")
+
+
+def _ready(proc: subprocess.Popen[bytes], wait: Callable[[], None]) -> subprocess.Popen[bytes]:
+    """``proc`` once ``wait`` returns; stopped again if it fails or is interrupted (Ctrl-C
+    while starting), so that no part outlives a start that did not finish."""
+    try:
+        wait()
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20.0) -> None:
@@ -111,6 +126,16 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def _kill(pid: int) -> None:
+    """SIGKILL a process and, when it leads a process group of its own (every part does:
+    see spawn), its workers with it; never the group of whoever called."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+
+
 def stop_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
     """Signal one process by PID and wait until it is gone; SIGKILL if it takes too long.
 
@@ -126,8 +151,7 @@ def stop_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None
         if not alive(pid):
             return
         time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    _kill(pid)
 
 
 def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
@@ -139,7 +163,7 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeo
         os.kill(proc.pid, sig)
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
+        _kill(proc.pid)
         proc.wait(timeout)
     except ProcessLookupError:
         pass
@@ -164,8 +188,7 @@ def start_redis(port: int, data_dir: Path, log: Path, persist: bool = True) -> s
     if not persist:
         args += ["--save", ""]
     proc = spawn(args, log)
-    wait_port(port, proc, log)
-    return proc
+    return _ready(proc, lambda: wait_port(port, proc, log))
 
 
 def start_authsvc(port: int, env: Mapping[str, str], workers: int, log: Path) -> subprocess.Popen[bytes]:
@@ -174,11 +197,12 @@ def start_authsvc(port: int, env: Mapping[str, str], workers: int, log: Path) ->
     ensure_free(port, "AUTHSVC_API_PORT")
     args = [sys.executable, "-m", "authsvc", "serve", "--host", LOOPBACK, "--port", str(port)]
     proc = spawn([*args, "--workers", str(workers)], log, env)
-    wait_http(f"http://{LOOPBACK}:{port}/healthz", proc, log, timeout=30)
-    return proc
+    return _ready(proc, lambda: wait_http(f"http://{LOOPBACK}:{port}/healthz", proc, log, timeout=30))
 
 
-def start_nginx(prefix: Path, port: int, origin_port: int | None = None) -> subprocess.Popen[bytes]:
+def start_nginx(
+    prefix: Path, port: int, origin_port: int | None = None, host: str = LOOPBACK
+) -> subprocess.Popen[bytes]:
     """nginx on a rendered prefix (see nginxconf.render), checked with ``nginx -t``
     first; returns once the public port (and the demo origin's, if given) accept
     connections."""
@@ -189,7 +213,10 @@ def start_nginx(prefix: Path, port: int, origin_port: int | None = None) -> subp
     nginxconf.check(binary, prefix)
     log = prefix / "stderr.log"
     proc = spawn(nginxconf.command(binary, prefix), log)
-    wait_port(port, proc, prefix / "error.log")
-    if origin_port is not None:
-        wait_port(origin_port, proc, prefix / "error.log")
-    return proc
+
+    def listening() -> None:
+        wait_port(port, proc, prefix / "error.log", host=host)
+        if origin_port is not None:
+            wait_port(origin_port, proc, prefix / "error.log")
+
+    return _ready(proc, listening)

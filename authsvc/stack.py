@@ -140,7 +140,7 @@ class Stack:
             nginxconf.write_demo_origin(self.edge.demo_root)
         nginxconf.render(self.edge)
         demo_port = self.ports.origin_port if self.edge.demo_root is not None else None
-        self._started("nginx", start_nginx(self.prefix, self.ports.port, demo_port))
+        self._started("nginx", start_nginx(self.prefix, self.ports.port, demo_port, self.ports.host))
 
     def stop_nginx(self) -> None:
         """Stop nginx (the edge and the demo origin)."""
@@ -182,6 +182,9 @@ class _Stop(Exception):
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    # Once: a second Ctrl-C must not interrupt the stopping that this one starts.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise _Stop
 
 

@@ -163,6 +163,8 @@ def main() -> int:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
     env |= {"AUTHSVC_SECRET": "bench-gate-secret-not-for-production", "AUTHSVC_LOG_LEVEL": "warning"}
+    # Ungated and cached runs refresh no lease: with a TTL it could expire between rounds.
+    env |= {"AUTHSVC_LEASE_TTL_S": "0"}
     stack = Stack(run_dir, env, ports, ungated=True, persist=False)
     load = os.getloadavg()[0]
     print(
