@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -168,3 +169,20 @@ class Client:
 
     def active(self, user: str) -> requests.Response:
         return self.http.get(f"{self.base}/streams/active", headers={"x-userid": user}, timeout=5)
+
+
+def raw_request(
+    port: int, method: str, target: str, headers: dict[str, bytes] | None = None, host: str = HOST
+) -> tuple[int, bytes]:
+    """One request exactly as written, on a connection of its own; (status, body).
+    requests would refuse or normalise some of what the tests send."""
+    lines = [f"{method} {target} HTTP/1.1".encode(), f"Host: {host}:{port}".encode()]
+    lines += [name.encode() + b": " + value for name, value in (headers or {}).items()]
+    lines += [b"Connection: close", b"Content-Length: 0", b"", b""]
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(b"\r\n".join(lines))
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body

@@ -3,29 +3,19 @@ normalise some of them away)."""
 
 from __future__ import annotations
 
-import socket
 from urllib.parse import urlsplit
 
 import pytest
 
 from .edge_harness import SEGMENT, Deployment, Player, StackFactory
+from harness import raw_request
 
 pytestmark = pytest.mark.e2e
 
 
 def raw(base: str, method: str, target: str, headers: dict[str, bytes] | None = None) -> tuple[int, bytes]:
-    """One request exactly as written; (status, body)."""
     url = urlsplit(base)
-    lines = [f"{method} {target} HTTP/1.1".encode(), f"Host: {url.netloc}".encode()]
-    lines += [name.encode() + b": " + value for name, value in (headers or {}).items()]
-    lines += [b"Connection: close", b"Content-Length: 0", b"", b""]
-    with socket.create_connection((url.hostname, url.port or 80), timeout=10) as s:
-        s.sendall(b"\r\n".join(lines))
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
+    return raw_request(url.port or 80, method, target, headers, host=url.hostname or "127.0.0.1")
 
 
 def active(player: Player) -> tuple[str, str]:

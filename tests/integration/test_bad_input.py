@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from urllib.parse import quote
 
 import pytest
 
-from harness import HOST, Authsvc, Client
+from harness import Authsvc, Client, raw_request
 
 BAD_VALUES = {
     "empty": "",
@@ -25,20 +24,6 @@ BAD_VALUES = {
     "percent": "%00",
     "star": "*",
 }
-
-
-def raw_request(port: int, method: str, target: str, headers: dict[str, bytes]) -> tuple[int, bytes]:
-    """Send bytes exactly as given (requests would refuse or normalize some of them)."""
-    lines = [f"{method} {target} HTTP/1.1".encode(), f"Host: {HOST}".encode()]
-    lines += [name.encode() + b": " + value for name, value in headers.items()]
-    lines += [b"Connection: close", b"", b""]
-    with socket.create_connection((HOST, port), timeout=5) as s:
-        s.sendall(b"\r\n".join(lines))
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
 
 
 @pytest.mark.parametrize("name", sorted(BAD_VALUES))
