@@ -53,8 +53,7 @@ def test_fail_open_serves_the_stream_when_redis_or_authsvc_is_down(start_stack: 
     stack.stop_redis()
     assert player.watch(stream, user, path=SEGMENT).status_code == 200
     # Redis back: refused at once, the fail-open answer was not kept by the micro-cache.
-    stack.start_redis()
-    assert until(lambda: player.watch(stream, user).status_code != 503, RECOVERY_S)
+    stack.start_redis()  # returns once Redis accepts connections
     ko(player.watch(stream, user), 403, "Stream Not Active")
     # authsvc down: nginx fails open and fetches from the origin anyway.
     stack.stop_authsvc()
