@@ -86,7 +86,6 @@ class Leases:
     ) -> None:
         """``on_store_state(up, reason)`` is called when Redis goes from answering to
         failing and back (and on every failure with up=False), never on the hot path."""
-        self._redis = redis
         self._on_store_state = on_store_state or (lambda up, reason: None)
         self._up = True
         self._prefix = settings.key_prefix

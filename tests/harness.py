@@ -10,8 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -123,15 +122,6 @@ def settings_env(redis: RedisServer, **overrides: str | int | float | bool) -> d
     for key, value in overrides.items():
         env["AUTHSVC_" + key.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
-
-
-@contextmanager
-def running(proc: Authsvc) -> Iterator[Authsvc]:
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 class Client:
