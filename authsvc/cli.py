@@ -17,6 +17,14 @@ from .settings import Settings, SettingsError, documented, unknown_variables
 log = logging.getLogger("authsvc")
 
 
+def _tooling_settings() -> tuple[type, ...]:
+    """The settings classes of the local stack: their variables are not typos either.
+    Imported here, not at the top: the service itself never loads the stack."""
+    from .stack.settings import StackSettings
+
+    return (StackSettings,)
+
+
 def serve(host: str, port: int, workers: int) -> int:
     try:
         settings = Settings.from_env()
@@ -24,7 +32,7 @@ def serve(host: str, port: int, workers: int) -> int:
         print(f"authsvc: {exc}", file=sys.stderr)
         return 2
     logs.setup(settings.log_level)
-    for name in unknown_variables():
+    for name in unknown_variables(None, *_tooling_settings()):
         log.warning("unknown setting ignored", extra={"variable": name})
     # Workers read the environment again; what the parent decides goes through it.
     if settings.secret is None and settings.id_check == "mac":
@@ -71,7 +79,7 @@ def check() -> int:
     except SettingsError as exc:
         print(f"authsvc: {exc}", file=sys.stderr)
         return 2
-    for name in unknown_variables():
+    for name in unknown_variables(None, *_tooling_settings()):
         print(f"authsvc: warning: {name} is not a setting (a typo?)", file=sys.stderr)
     print("settings ok")
     return 0
@@ -80,8 +88,8 @@ def check() -> int:
 def edge_config(out: Path) -> int:
     """Render the nginx edge from the environment, for nginx running elsewhere (the
     compose file runs this, then nginx on the result)."""
-    from . import nginxconf
-    from .settings import StackSettings
+    from .stack import nginxconf
+    from .stack.settings import StackSettings
 
     try:
         settings, stack = Settings.from_env(), StackSettings.from_env()
@@ -123,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         return edge_config(args.out)
     if args.command == "stack":
         # Imported here: `authsvc serve` needs none of it.
-        from . import stack
+        from .stack import supervisor
 
-        return stack.stop_running(args.run_dir) if args.stop else stack.run(args.run_dir)
-    for name, default, doc in documented():
+        return supervisor.stop_running(args.run_dir) if args.stop else supervisor.run(args.run_dir)
+    for name, default, doc in documented(*_tooling_settings()):
         print(f"{name:32} {default:28} {doc}")
     return 0

@@ -36,8 +36,12 @@ class IdCodec:
     # Valid ids recur on every request of a session; remembering them skips the HMAC.
     _CACHE_SIZE = 65_536
 
-    def __init__(self, secret: str, check_mac: bool = True) -> None:
-        self._key = secret.encode("utf-8")
+    def __init__(self, secret: str | None, check_mac: bool = True) -> None:
+        """Raises ValueError when ids must carry a MAC and there is no secret to make it
+        with (``authsvc serve`` makes one for the process when AUTHSVC_SECRET is unset)."""
+        if check_mac and not secret:
+            raise ValueError("AUTHSVC_SECRET must be set when AUTHSVC_ID_CHECK=mac")
+        self._key = (secret or "").encode("utf-8")
         self._check_mac = check_mac
         self._known: set[tuple[Kind, str]] = set()
 

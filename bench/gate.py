@@ -25,10 +25,10 @@ import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
-from authsvc import nginxconf
-from authsvc.procs import StackError, find_binary, free_port
-from authsvc.settings import StackSettings
-from authsvc.stack import Stack
+from authsvc.stack import nginxconf
+from authsvc.stack.procs import StackError, find_binary, free_port
+from authsvc.stack.settings import StackSettings
+from authsvc.stack.supervisor import Stack
 
 HERE = Path(__file__).resolve().parent
 SEGMENT = "demo/segment0.ts"

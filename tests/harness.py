@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from authsvc.procs import StackError, free_port, stop_process, wait_port
+from authsvc.stack.procs import StackError, free_port, stop_process, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"

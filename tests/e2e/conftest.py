@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from authsvc.settings import StackSettings
-from authsvc.stack import Stack
+from authsvc.stack.settings import StackSettings
+from authsvc.stack.supervisor import Stack
 
 from .edge_harness import HOST, Deployment, Player, StackFactory, launch
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import requests
 
-from authsvc.settings import StackSettings
-from authsvc.stack import Stack
+from authsvc.stack.settings import StackSettings
+from authsvc.stack.supervisor import Stack
 
 from harness import SECRET, Client, free_port, need_binary
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from authsvc import nginxconf
 from authsvc.settings import IdentityMode
+from authsvc.stack import nginxconf
 
 from .edge_harness import HOST, Player, StackFactory, ko
 from harness import need_binary

@@ -10,7 +10,7 @@ import jwt
 import pytest
 import requests
 
-from authsvc.stack import Stack
+from authsvc.stack.supervisor import Stack
 
 from .edge_harness import HOST, Player, ko, launch
 

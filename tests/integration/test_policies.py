@@ -108,12 +108,16 @@ def test_moving_to_leases_that_never_expire_keeps_them(
     start_authsvc: AuthsvcFactory, redis_server: RedisServer
 ) -> None:
     env = {"key_prefix": "ttlswitch:"}
-    short = Client(start_authsvc(lease_ttl_s=0.5, **env).url)
-    user, stream = short.new_user(), short.new_stream()
-    short.activate(user, stream)
+    # Both deploys run before the lease is made: how long the second takes to start must
+    # not decide whether the short lease is still alive when it is refreshed.
+    short = Client(start_authsvc(lease_ttl_s=2, **env).url)
     forever = Client(start_authsvc(lease_ttl_s=0, **env).url)  # the next deploy
-    assert forever.activate(user, stream).json()["outcome"] == "refreshed"
-    time.sleep(0.7)
+    user, stream = short.new_user(), short.new_stream()
+    assert short.activate(user, stream).json()["outcome"] == "admitted"
+    refreshed = forever.activate(user, stream)
+    assert refreshed.json()["outcome"] == "refreshed", refreshed.text
+    # Past the short deploy's TTL: the key (and the lease) must have outlived it.
+    time.sleep(2.5)
     assert redis_server.command("PTTL", "ttlswitch:{" + user + "}:streams") == "-1"
     assert [s["streamId"] for s in forever.active(user).json()["streams"]] == [stream]
 

@@ -50,3 +50,9 @@ def test_well_formed_platform_ids(value: str) -> None:
 def test_identity_provider_subjects_are_well_formed() -> None:
     for sub in ("auth0|5f7c8ec7c33c6c004bbafe82", "google-oauth2|1234", "a+b@example.com"):
         assert IdCodec.well_formed(sub)
+
+
+def test_checking_macs_needs_a_secret() -> None:
+    with pytest.raises(ValueError, match="AUTHSVC_SECRET"):
+        IdCodec(None)
+    assert IdCodec(None, check_mac=False).issued("user", "any-id")

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from authsvc.settings import Settings, SettingsError, StackSettings, documented
+from authsvc.settings import Settings, SettingsError, documented
+from authsvc.stack.settings import StackSettings
 
 
 def test_defaults() -> None:
@@ -75,7 +76,7 @@ def test_stack_settings_and_documentation() -> None:
     assert StackSettings.from_env({"AUTHSVC_PORT": "9100"}).port == 9100
     with pytest.raises(SettingsError, match="AUTHSVC_PORT"):
         StackSettings.from_env({"AUTHSVC_PORT": "70000"})
-    names = [name for name, _, _ in documented()]
+    names = [name for name, _, _ in documented(StackSettings)]
     assert "AUTHSVC_MAX_STREAMS" in names and "AUTHSVC_PORT" in names
     assert len(names) == len(set(names))
 
@@ -112,4 +113,5 @@ def test_unknown_variables_are_found() -> None:
     from authsvc.settings import unknown_variables
 
     env = {"AUTHSVC_MAX_STREAM": "4", "AUTHSVC_MAX_STREAMS": "4", "AUTHSVC_PORT": "1", "PATH": "/bin"}
-    assert unknown_variables(env) == ["AUTHSVC_MAX_STREAM"]
+    assert unknown_variables(env, StackSettings) == ["AUTHSVC_MAX_STREAM"]
+    assert unknown_variables(env) == ["AUTHSVC_MAX_STREAM", "AUTHSVC_PORT"]

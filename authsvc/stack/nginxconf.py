@@ -1,4 +1,5 @@
-"""Rendering the nginx edge from the templates in ``nginx/``, and the demo origin's files.
+"""Rendering the nginx edge from the templates in ``authsvc/stack/nginx/`` (package data,
+also reachable as ``nginx/`` at the top of the repository), and the demo origin's files.
 
 The templates are real nginx configuration with ``{{name}}`` placeholders for ports,
 paths and switches. Switches that change whole blocks pick one of two files (for
@@ -12,15 +13,17 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .settings import IdentityMode, Settings, SettingsError, StackSettings
+from ..settings import IdentityMode, Settings, SettingsError
+from .settings import StackSettings
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "nginx"
+TEMPLATES = resources.files(__package__).joinpath("nginx")
 MAIN = "canwatch.conf"
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
@@ -177,7 +180,7 @@ def substitute(text: str, values: dict[str, str], name: str = "template") -> str
     return PLACEHOLDER.sub(one, text)
 
 
-def render(config: EdgeConfig, templates: Path = TEMPLATES) -> Path:
+def render(config: EdgeConfig, templates: Traversable = TEMPLATES) -> Path:
     """Write the edge's configuration under ``config.prefix``; returns the main file.
 
     Also creates the directories nginx writes to (logs, temp files, cache), so that
@@ -195,7 +198,7 @@ def render(config: EdgeConfig, templates: Path = TEMPLATES) -> Path:
     for sub in ("tmp", "cache"):
         (config.prefix / sub).mkdir(exist_ok=True)
     for target, source in files.items():
-        text = (templates / source).read_text()
+        text = templates.joinpath(source).read_text(encoding="utf-8")
         (config.prefix / target).write_text(substitute(text, values, source))
     return config.prefix / "nginx.conf"
 
@@ -242,8 +245,3 @@ def write_demo_origin(root: Path) -> Path:
     playlist = demo / "playlist.m3u8"
     playlist.write_text("\n".join(lines) + "\n")
     return playlist
-
-
-def remove(prefix: Path) -> None:
-    """Delete a rendered prefix (tests and the benchmark render into temp dirs)."""
-    shutil.rmtree(prefix, ignore_errors=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
+from ..settings import Settings, SettingsError
 from . import nginxconf
 from .procs import (
     LOOPBACK,
@@ -32,7 +33,7 @@ from .procs import (
     stop_pid,
     stop_process,
 )
-from .settings import Settings, SettingsError, StackSettings
+from .settings import StackSettings
 
 # What each part's command line contains: a PID from a pid file is only signalled when
 # it still belongs to that part (PIDs are reused).
@@ -141,10 +142,6 @@ class Stack:
         nginxconf.render(self.edge)
         demo_port = self.ports.origin_port if self.edge.demo_root is not None else None
         self._started("nginx", start_nginx(self.prefix, self.ports.port, demo_port, self.ports.host))
-
-    def stop_nginx(self) -> None:
-        """Stop nginx (the edge and the demo origin)."""
-        self._stopped("nginx")
 
     def stop(self) -> None:
         """Stop what was started, by PID, front to back."""

@@ -1,0 +1,60 @@
+"""Settings of the local stack (`make run`, the end-to-end tests, the benchmarks): ports and
+switches of nginx, Redis and authsvc as the stack starts them. Read like the service's own
+settings, through the same ``AUTHSVC_*`` machinery; the service never imports this."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..settings import _bool, _float_range, _int_range, _optional_text, _read, _setting
+
+
+def _listen_address(raw: str) -> str:
+    # Rendered into nginx's `listen`: an IPv4 address or a host name, nothing else.
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", value):
+        raise ValueError("must be an IPv4 address or a host name")
+    return value
+
+
+def _cors_origins(raw: str) -> str:
+    # Rendered into an nginx map: each origin must be scheme://host[:port] exactly.
+    origins = [o.strip().rstrip("/") for o in raw.split(",") if o.strip()]
+    if origins == ["*"]:
+        return "*"
+    if not origins or not all(re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", o) for o in origins):
+        raise ValueError("must be * or a comma-separated list of origins like https://player.example.com")
+    return ",".join(origins)
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Ports and switches of the local stack that `make run` starts (nginx, Redis, authsvc)."""
+
+    port: int = _setting(9004, _int_range(1, 65535), "public port of nginx")
+    api_port: int = _setting(9005, _int_range(1, 65535), "port of authsvc behind nginx")
+    api_host: str = _setting("127.0.0.1", _listen_address, "host of authsvc as nginx reaches it")
+    redis_port: int = _setting(6390, _int_range(1, 65535), "port of the local redis-server")
+    origin_port: int = _setting(9006, _int_range(1, 65535), "port of the demo stream origin")
+    origin_url: str | None = _setting(
+        None, _optional_text, "stream origin to gate (default: the demo origin)"
+    )
+    workers: int = _setting(1, _int_range(1, 64), "authsvc worker processes")
+    gate_cache_s: float = _setting(
+        0.0, _float_range(0, 60), "micro-cache of allowed gate decisions, seconds; 0 = off"
+    )
+    expose_internal: bool = _setting(False, _bool, "serve /metrics and /admin/ through nginx too")
+    api_rate: int = _setting(200, _int_range(1, 1_000_000), "API requests per second per client IP")
+    host: str = _setting("127.0.0.1", _listen_address, "address nginx listens on; 0.0.0.0 = every one")
+    nginx_workers: int = _setting(0, _int_range(0, 64), "nginx worker processes; 0 = one per core")
+    cors_origins: str = _setting(
+        "*", _cors_origins, "pages that may call the API and streams (CORS): *, or origins with cookies"
+    )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StackSettings:
+        """Read the stack's ``AUTHSVC_*`` variables; raise SettingsError naming a bad one."""
+        return cls(**_read(cls, os.environ if env is None else env))
