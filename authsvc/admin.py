@@ -6,119 +6,95 @@ import hmac
 import json
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-
-from .api import ko, lease_json, response
-from .service import Service
+from .api import lease_json
+from .replies import Call, Refusal, Reply, ok
 
 MAX_LIMIT = 10_000
 MAX_BODY = 1024
 
 
-def _authorized(request: Request) -> tuple[Service, str] | Response:
-    """The service and target user, or the answer that refuses the request."""
-    svc: Service = request.app.state.svc
-    token = svc.settings.admin_token
+def target_user(call: Call) -> str:
+    """The user the request is about, once the caller has proved to be the operator.
+
+    Raises a Refusal: 404 when admin is off, 401 for a missing or wrong token, 400 for a
+    malformed user id.
+    """
+    token = call.state.settings.admin_token
     if not token:
-        return response(ko(404, "Not Found"))
-    auth = request.headers.get("authorization", "")
+        raise Refusal(404, "Not Found")
+    auth = call.headers.get("authorization", "")
     given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
     if not hmac.compare_digest(given.encode(), token.encode()):
-        return response(ko(401, "Unauthorized", headers={"WWW-Authenticate": 'Bearer realm="authsvc-admin"'}))
-    user_id: str = request.path_params["user_id"]
-    if not svc.codec.well_formed(user_id):
-        return response(ko(400, "Malformed user id."))
-    return svc, user_id
+        raise Refusal(401, "Unauthorized", {"WWW-Authenticate": 'Bearer realm="authsvc-admin"'})
+    user_id = call.params["user_id"]
+    if not call.state.codec.well_formed(user_id):
+        raise Refusal(400, "Malformed user id.")
+    return user_id
 
 
-async def set_limit(request: Request) -> Response:
-    """Give a user their own limit: body ``{"limit": n}``, or ``{"limit": null}`` to go back
-    to the default. 200; 400 bad body; 401; 404 when admin is off; 503."""
-    checked = _authorized(request)
-    if isinstance(checked, Response):
-        return checked
-    svc, user_id = checked
-    raw = await request.body()
+async def _limit_in_body(call: Call) -> int | None:
+    raw = await call.body()
     if len(raw) > MAX_BODY:
-        return response(ko(413, f"Body must be at most {MAX_BODY} bytes."))
+        raise Refusal(413, f"Body must be at most {MAX_BODY} bytes.")
     try:
         body: Any = json.loads(raw or b"null")
     except (ValueError, RecursionError):
-        return response(ko(400, "Body must be JSON."))
+        raise Refusal(400, "Body must be JSON.") from None
     limit = body.get("limit", ...) if isinstance(body, dict) else ...
     valid = limit is None or (
         isinstance(limit, int) and not isinstance(limit, bool) and 0 <= limit <= MAX_LIMIT
     )
     if limit is ... or not valid:
-        return response(
-            ko(400, f'Body must be {{"limit": n}} with 0 <= n <= {MAX_LIMIT}, or {{"limit": null}}.')
-        )
-    await svc.leases.set_limit(user_id, limit)
-    svc.log.info("admin set limit", extra={"user": user_id, "limit": limit})
-    return JSONResponse({"status": "ok", "userId": user_id, "limit": limit})
+        raise Refusal(400, f'Body must be {{"limit": n}} with 0 <= n <= {MAX_LIMIT}, or {{"limit": null}}.')
+    assert limit is None or isinstance(limit, int)
+    return limit
 
 
-async def clear_limit(request: Request) -> Response:
-    """Return a user to the default limit. 200; 401; 404 when admin is off; 503."""
-    checked = _authorized(request)
-    if isinstance(checked, Response):
-        return checked
-    svc, user_id = checked
-    await svc.leases.set_limit(user_id, None)
-    return JSONResponse({"status": "ok", "userId": user_id, "limit": None})
+async def set_limit(call: Call) -> Reply:
+    """Give a user their own limit: body ``{"limit": n}``, or ``{"limit": null}`` to go back
+    to the default. 200; 400 bad body; 401; 404 when admin is off; 413; 503."""
+    user_id = target_user(call)
+    limit = await _limit_in_body(call)
+    await call.state.leases.set_limit(user_id, limit)
+    call.state.log.info("admin set limit", extra={"user": user_id, "limit": limit})
+    return ok(userId=user_id, limit=limit)
 
 
-async def user_streams(request: Request) -> Response:
-    """A user's live leases, limit and own limit. 200; 401; 404 when admin is off; 503."""
-    checked = _authorized(request)
-    if isinstance(checked, Response):
-        return checked
-    svc, user_id = checked
-    active = await svc.leases.active(user_id)
-    return JSONResponse(
-        {
-            "status": "ok",
-            "userId": user_id,
-            "limit": active.limit,
-            "userLimit": active.operator_limit,
-            "streams": [lease_json(lease) for lease in active.leases],
-        }
+async def clear_limit(call: Call) -> Reply:
+    """Return a user to the default limit. 200; 400; 401; 404 when admin is off; 503."""
+    user_id = target_user(call)
+    await call.state.leases.set_limit(user_id, None)
+    call.state.log.info("admin set limit", extra={"user": user_id, "limit": None})
+    return ok(userId=user_id, limit=None)
+
+
+async def user_streams(call: Call) -> Reply:
+    """A user's live leases, limit and own limit. 200; 400; 401; 404 when admin is off; 503."""
+    user_id = target_user(call)
+    active = await call.state.leases.active(user_id)
+    return ok(
+        userId=user_id,
+        limit=active.limit,
+        userLimit=active.operator_limit,
+        streams=[lease_json(lease) for lease in active.leases],
     )
 
 
-async def end_stream(request: Request) -> Response:
+async def end_stream(call: Call) -> Reply:
     """End one of a user's leases (kick). 200 ``{"wasActive"}``; 400; 401; 404 when admin is
     off; 503."""
-    checked = _authorized(request)
-    if isinstance(checked, Response):
-        return checked
-    svc, user_id = checked
-    stream_id: str = request.path_params["stream_id"]
-    if not svc.codec.well_formed(stream_id):
-        return response(ko(400, "Malformed stream id."))
-    was_active = await svc.leases.deactivate(user_id, stream_id)
-    svc.log.info("admin ended stream", extra={"user": user_id, "stream": stream_id})
-    return JSONResponse({"status": "ok", "userId": user_id, "streamId": stream_id, "wasActive": was_active})
+    user_id = target_user(call)
+    stream_id = call.params["stream_id"]
+    if not call.state.codec.well_formed(stream_id):
+        raise Refusal(400, "Malformed stream id.")
+    was_active = await call.state.leases.deactivate(user_id, stream_id)
+    call.state.log.info("admin ended stream", extra={"user": user_id, "stream": stream_id})
+    return ok(userId=user_id, streamId=stream_id, wasActive=was_active)
 
 
-async def end_all(request: Request) -> Response:
-    """End every lease of a user. 200 ``{"ended": n}``; 401; 404 when admin is off; 503."""
-    checked = _authorized(request)
-    if isinstance(checked, Response):
-        return checked
-    svc, user_id = checked
-    ended = await svc.leases.end_all(user_id)
-    svc.log.info("admin ended all streams", extra={"user": user_id, "ended": ended})
-    return JSONResponse({"status": "ok", "userId": user_id, "ended": ended})
-
-
-USER = "/admin/users/{user_id}"
-routes = [
-    Route(f"{USER}/limit", set_limit, methods=["PUT"]),
-    Route(f"{USER}/limit", clear_limit, methods=["DELETE"]),
-    Route(f"{USER}/streams", user_streams, methods=["GET"]),
-    Route(f"{USER}/streams", end_all, methods=["DELETE"]),
-    Route(f"{USER}/streams/{{stream_id}}", end_stream, methods=["DELETE"]),
-]
+async def end_all(call: Call) -> Reply:
+    """End every lease of a user. 200 ``{"ended": n}``; 400; 401; 404 when admin is off; 503."""
+    user_id = target_user(call)
+    ended = await call.state.leases.end_all(user_id)
+    call.state.log.info("admin ended all streams", extra={"user": user_id, "ended": ended})
+    return ok(userId=user_id, ended=ended)

@@ -34,7 +34,8 @@ class IdentityError(Exception):
 
 
 class IdentityResolver:
-    """Turns a request's headers (and, for the gate, the original query) into an Identity."""
+    """Turns the identity headers nginx sends (``x-userid`` or ``Authorization``) into an
+    Identity; nginx alone reads cookies and query parameters."""
 
     def __init__(self, settings: Settings, codec: IdCodec) -> None:
         self._settings = settings

@@ -15,11 +15,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from .settings import Settings
-from .store import AutoPipeline, Script, StoreDataError, StoreUnavailable
+from .store import AutoPipeline, Script, StoreUnavailable
 
-__all__ = [
-    "Activation", "ActiveLeases", "Lease", "Leases", "Outcome", "StoreDataError", "StoreUnavailable", "Touch",
-]  # fmt: skip
+__all__ = ["Activation", "ActiveLeases", "Lease", "Leases", "Outcome", "StoreUnavailable", "Touch"]
 
 
 class Outcome(enum.Enum):
@@ -41,21 +39,15 @@ class Lease:
 class Activation:
     outcome: Outcome
     limit: int
-    now_ms: int
     active_count: int
     expires_ms: int | None
     evicted: tuple[str, ...] = ()
     active: tuple[Lease, ...] = ()  # filled when refused at the limit
 
-    @property
-    def allowed(self) -> bool:
-        return self.outcome is not Outcome.LIMIT
-
 
 @dataclass(frozen=True)
 class Touch:
     alive: bool
-    now_ms: int
     expires_ms: int | None
 
 
@@ -64,7 +56,6 @@ class ActiveLeases:
     leases: tuple[Lease, ...]
     limit: int
     operator_limit: int | None
-    now_ms: int
 
 
 def _script(name: str) -> str:
@@ -82,11 +73,12 @@ class Leases:
         self,
         redis: Redis,
         settings: Settings,
-        on_store_state: Callable[[bool, str], None] | None = None,
+        on_store_state: Callable[[bool, str, bool], None] | None = None,
     ) -> None:
-        """``on_store_state(up, reason)`` is called when Redis goes from answering to
-        failing and back (and on every failure with up=False), never on the hot path."""
-        self._on_store_state = on_store_state or (lambda up, reason: None)
+        """``on_store_state(up, reason, changed)`` is called on every failed call (up=False)
+        and when Redis answers again after one; ``changed`` says whether up/down changed.
+        Never called on the hot path of a healthy store."""
+        self._on_store_state = on_store_state or (lambda up, reason, changed: None)
         self._up = True
         self._prefix = settings.key_prefix
         self._ttl_ms = settings.lease_ttl_ms
@@ -113,12 +105,12 @@ class Leases:
         try:
             reply = await coro
         except StoreUnavailable as exc:
-            self._up = False
-            self._on_store_state(False, str(exc))
+            changed, self._up = self._up, False
+            self._on_store_state(False, str(exc), changed)
             raise
         if not self._up:
             self._up = True
-            self._on_store_state(True, "")
+            self._on_store_state(True, "", True)
         return reply
 
     async def activate(self, user_id: str, stream_id: str, claim_limit: int | None = None) -> Activation:
@@ -148,7 +140,7 @@ class Leases:
         elif outcome is Outcome.EVICTED:
             evicted = tuple(extra)
         expires = None if outcome is Outcome.LIMIT else self._expiry(now)
-        return Activation(outcome, limit, now, count, expires, evicted, active)
+        return Activation(outcome, limit, count, expires, evicted, active)
 
     async def touch(self, user_id: str, stream_id: str) -> Touch:
         """Refresh the user's lease on a stream if it is alive (heartbeat and gate).
@@ -159,7 +151,7 @@ class Leases:
         reply = await self._call(self._touch(self._pipeline, keys, [stream_id, self._ttl_ms]))
         assert isinstance(reply, list)
         alive, now = bool(int(reply[0])), int(reply[1])
-        return Touch(alive, now, self._expiry(now) if alive else None)
+        return Touch(alive, self._expiry(now) if alive else None)
 
     async def deactivate(self, user_id: str, stream_id: str) -> bool:
         """End the user's lease on a stream; True if there was one. Raises StoreUnavailable."""
@@ -181,7 +173,7 @@ class Leases:
         else:
             limit = self._default_limit
         leases = self._pairs([_text(v) for v in reply[2:]])
-        return ActiveLeases(leases, limit, operator_limit, int(reply[1]))
+        return ActiveLeases(leases, limit, operator_limit)
 
     async def set_limit(self, user_id: str, limit: int | None) -> None:
         """Give a user their own limit, or with None go back to the default. Raises StoreUnavailable."""

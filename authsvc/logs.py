@@ -28,22 +28,20 @@ def timestamp(created: float) -> str:
     return f"{_second[1]}.{int((created - whole) * 1000):03d}Z"
 
 
+def line(created: float, level: str, logger: str, msg: str, fields: dict[str, Any]) -> str:
+    """One log line: a JSON object of time, level, logger, message, then the fields."""
+    entry = {"ts": timestamp(created), "level": level, "logger": logger, "msg": msg, **fields}
+    return json.dumps(entry, default=str, ensure_ascii=False)
+
+
 class JsonFormatter(logging.Formatter):
     """A log record as one JSON object per line: time, level, logger, message, extras."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+        fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+            fields["exc"] = self.formatException(record.exc_info)
+        return line(record.created, record.levelname.lower(), record.name, record.getMessage(), fields)
 
 
 class BufferedHandler(logging.Handler):
@@ -131,12 +129,10 @@ def access_writer() -> Callable[[dict[str, Any]], None]:
     handler = next((h for h in logging.getLogger("authsvc").handlers if isinstance(h, BufferedHandler)), None)
     if handler is None:
         return lambda fields: logger.info("request", extra=fields)
-    prefix = f', "level": "info", "logger": "{ACCESS_LOGGER}", "msg": "request", '
 
     def write(fields: dict[str, Any]) -> None:
         if logger.isEnabledFor(logging.INFO):
-            body = json.dumps(fields, default=str, ensure_ascii=False)
-            handler.emit_line('{"ts": "' + timestamp(time.time()) + '"' + prefix + body[1:])
+            handler.emit_line(line(time.time(), "info", ACCESS_LOGGER, "request", fields))
 
     return write
 

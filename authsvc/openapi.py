@@ -1,11 +1,15 @@
-"""The OpenAPI 3.1 description served at /openapi.json."""
+"""The OpenAPI 3.1 description served at /openapi.json, built from the route table
+(authsvc/routes.py): the schemas of the bodies, and each route's Doc."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 
-def _obj(required: list[str] | None = None, **props: Any) -> dict[str, Any]:
+def obj(required: list[str] | None = None, **props: Any) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "object", "properties": props}
     if required:
         schema["required"] = required
@@ -15,10 +19,10 @@ def _obj(required: list[str] | None = None, **props: Any) -> dict[str, Any]:
 STR = {"type": "string"}
 INT = {"type": "integer"}
 MS = {"type": ["integer", "null"], "description": "epoch milliseconds (Redis clock); null = never"}
-KO = _obj(["status", "error"], status={"const": "ko"}, error=STR)
-LEASE = _obj(["streamId", "refreshedAt", "expiresAt"], streamId=STR, refreshedAt=INT, expiresAt=MS)
+KO = obj(["status", "error"], status={"const": "ko"}, error=STR)
+LEASE = obj(["streamId", "refreshedAt", "expiresAt"], streamId=STR, refreshedAt=INT, expiresAt=MS)
 LEASES = {"type": "array", "items": LEASE}
-ACTIVATED = _obj(
+ACTIVATED = obj(
     ["status", "userId", "streamId", "outcome", "expiresAt", "active", "limit"],
     status={"const": "ok"},
     userId=STR,
@@ -29,148 +33,103 @@ ACTIVATED = _obj(
     limit=INT,
     evicted={"type": "array", "items": STR},
 )
-LIMIT = _obj(
+LIMIT = obj(
     ["status", "error", "limit", "activeStreams"],
     status={"const": "ko"},
     error={"const": "Stream Limit Reached"},
     limit=INT,
     activeStreams=LEASES,
 )
-ACTIVE = _obj(
+ACTIVE = obj(
     ["status", "userId", "limit", "streams"], status={"const": "ok"}, userId=STR, limit=INT, streams=LEASES
 )
 
 ERRORS = {
-    400: "Malformed x-userid header or id",
+    400: "Malformed x-userid header, id or body",
     401: "Missing or invalid token (jwt identity) or admin token",
     403: "Refused",
     404: "Id not issued here (`Invalid Data.`), or lease gone, or admin disabled",
+    413: "Body too large",
     503: "Redis cannot answer; retry after `Retry-After` seconds",
 }
 
+USER_HEADER = {"name": "x-userid", "in": "header", "required": True, "schema": STR}
+ORIGINAL_URI = {"name": "X-Original-URI", "in": "header", "required": True, "schema": STR}
+LIMIT_BODY = {
+    "content": {
+        "application/json": {
+            "schema": obj(["limit"], limit={"type": ["integer", "null"], "minimum": 0, "maximum": 10000})
+        }
+    }
+}
+USER_LIMIT = obj(
+    ["status", "userId", "limit"], status={"const": "ok"}, userId=STR, limit={"type": ["integer", "null"]}
+)
+DEACTIVATED = obj(
+    ["status", "wasActive"], status={"const": "ok"}, streamId=STR, wasActive={"type": "boolean"}
+)
+HEARTBEAT = obj(["status", "expiresAt"], status={"const": "ok"}, streamId=STR, expiresAt=MS)
 
-def _op(
-    summary: str, ok: dict[str, Any] | None, errors: tuple[int, ...], ok_status: int = 200, **extra: Any
-) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class Doc:
+    """What OpenAPI says about one route: its success body (a JSON schema; None for text or
+    no body), its error statuses, parameters beyond the path's, and its request body."""
+
+    summary: str
+    ok: dict[str, Any] | None = None
+    errors: tuple[int, ...] = ()
+    ok_status: int = 200
+    parameters: tuple[dict[str, Any], ...] = ()
+    request_body: dict[str, Any] | None = None
+    admin: bool = False  # behind the admin bearer token
+    limit_403: bool = False  # its 403 is "Stream Limit Reached" with the active streams
+
+
+_PARAM = re.compile(r"\{(\w+)\}")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _operation(path: str, doc: Doc) -> dict[str, Any]:
     responses: dict[str, Any] = {}
-    if ok_status == 204:
+    if doc.ok_status == 204:
         responses["204"] = {"description": "Allowed"}
     else:
-        body = {"application/json": {"schema": ok}} if ok else {"text/plain": {"schema": STR}}
-        responses[str(ok_status)] = {"description": "OK", "content": body}
-    for code in errors:
-        schema = LIMIT if (code == 403 and "limit" in extra.get("tags", [])) else KO
+        body = {"application/json": {"schema": doc.ok}} if doc.ok else {"text/plain": {"schema": STR}}
+        responses[str(doc.ok_status)] = {"description": "OK", "content": body}
+    for code in doc.errors:
+        schema = LIMIT if (code == 403 and doc.limit_403) else KO
         responses[str(code)] = {
             "description": ERRORS[code],
             "content": {"application/json": {"schema": schema}},
         }
-    op: dict[str, Any] = {"summary": summary, "responses": responses}
-    op.update({k: v for k, v in extra.items() if k != "tags"})
+    in_path = [
+        {"name": _camel(name), "in": "path", "required": True, "schema": STR} for name in _PARAM.findall(path)
+    ]
+    op: dict[str, Any] = {"summary": doc.summary, "responses": responses}
+    if in_path or doc.parameters:
+        op["parameters"] = [*in_path, *doc.parameters]
+    if doc.request_body:
+        op["requestBody"] = doc.request_body
+    if doc.admin:
+        op["security"] = [{"adminToken": []}]
     return op
 
 
-USER_HEADER = {"name": "x-userid", "in": "header", "required": True, "schema": STR}
-STREAM = {"name": "streamId", "in": "path", "required": True, "schema": STR}
-USER = {"name": "userId", "in": "path", "required": True, "schema": STR}
-ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
-
-
-def spec(version: str) -> dict[str, Any]:
-    """The document; every route, its bodies and status codes."""
-    activate = _op(
-        "Start or refresh watching a stream",
-        ACTIVATED,
-        (400, 401, 403, 404, 503),
-        parameters=[STREAM, USER_HEADER],
-        tags=["limit"],
-    )
-    deactivate = _op(
-        "Stop watching a stream (ok when not active)",
-        _obj(["status", "wasActive"], status={"const": "ok"}, streamId=STR, wasActive={"type": "boolean"}),
-        (400, 401, 404, 503),
-        parameters=[STREAM, USER_HEADER],
-    )
-    heartbeat = _op(
-        "Keep a lease alive; 404 when it is gone",
-        _obj(["status", "expiresAt"], status={"const": "ok"}, streamId=STR, expiresAt=MS),
-        (400, 401, 404, 503),
-        parameters=[STREAM, USER_HEADER],
-    )
-    limit_body = {
-        "content": {
-            "application/json": {
-                "schema": _obj(["limit"], limit={"type": ["integer", "null"], "minimum": 0, "maximum": 10000})
-            }
-        }
-    }
-    user_limit = _obj(
-        ["status", "userId", "limit"], status={"const": "ok"}, userId=STR, limit={"type": ["integer", "null"]}
-    )
+def spec(routes: Iterable[tuple[str, Iterable[str], Doc]], version: str) -> dict[str, Any]:
+    """The document for (path template, methods, Doc) of every route."""
+    paths: dict[str, dict[str, Any]] = {}
+    for path, methods, doc in routes:
+        public = _PARAM.sub(lambda m: "{" + _camel(m.group(1)) + "}", path)
+        for method in sorted(methods):
+            paths.setdefault(public, {})[method.lower()] = _operation(path, doc)
     return {
         "openapi": "3.1.0",
         "info": {"title": "CanWatch authsvc", "version": version},
         "components": {"securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}}},
-        "paths": {
-            "/": {"get": _op("Name and version", _obj(name=STR, version=STR), ())},
-            "/healthz": {"get": _op("Liveness (no I/O)", _obj(status=STR), ())},
-            "/readyz": {"get": _op("Readiness: Redis answers", _obj(status=STR, redis=STR), (503,))},
-            "/metrics": {"get": _op("Prometheus metrics", None, ())},
-            "/openapi.json": {"get": _op("This document", {"type": "object"}, ())},
-            "/users/newId": {"get": _op("Issue a user id", _obj(["userId"], userId=STR), (503,))},
-            "/streams/newId": {"get": _op("Issue a stream id", _obj(["streamId"], streamId=STR), (503,))},
-            "/streams/active": {
-                "get": _op(
-                    "The caller's live leases and limit",
-                    ACTIVE,
-                    (400, 401, 404, 503),
-                    parameters=[USER_HEADER],
-                )
-            },
-            "/streams/{streamId}/activate": {"patch": activate, "post": activate},
-            "/streams/{streamId}/deactivate": {"patch": deactivate, "post": deactivate},
-            "/streams/{streamId}/heartbeat": {"patch": heartbeat, "post": heartbeat},
-            "/_authz": {
-                "get": _op(
-                    "Gate decision for nginx auth_request; the real status is in X-Error-Status",
-                    None,
-                    (401, 403),
-                    ok_status=204,
-                    parameters=[{"name": "X-Original-URI", "in": "header", "required": True, "schema": STR}],
-                )
-            },
-            "/admin/users/{userId}/limit": {
-                "put": _op(
-                    "Set or clear (null) a user's own limit",
-                    user_limit,
-                    (400, 401, 404, 503),
-                    parameters=[USER],
-                    requestBody=limit_body,
-                    security=ADMIN,
-                ),
-                "delete": _op(
-                    "Clear a user's own limit", user_limit, (401, 404, 503), parameters=[USER], security=ADMIN
-                ),
-            },
-            "/admin/users/{userId}/streams": {
-                "get": _op(
-                    "A user's live leases", ACTIVE, (400, 401, 404, 503), parameters=[USER], security=ADMIN
-                ),
-                "delete": _op(
-                    "End every lease of a user",
-                    _obj(status=STR, ended=INT),
-                    (400, 401, 404, 503),
-                    parameters=[USER],
-                    security=ADMIN,
-                ),
-            },
-            "/admin/users/{userId}/streams/{streamId}": {
-                "delete": _op(
-                    "End one lease (kick)",
-                    _obj(status=STR, wasActive={"type": "boolean"}),
-                    (400, 401, 404, 503),
-                    parameters=[USER, STREAM],
-                    security=ADMIN,
-                ),
-            },
-        },
+        "paths": paths,
     }

@@ -18,6 +18,10 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .settings import Settings
 
 Command = tuple[Any, ...]
 
@@ -44,6 +48,23 @@ _UNAVAILABLE = (
 # After a failover the old primary answers READONLY on connections that stay open
 # forever: drop them so that the next batch resolves the address again.
 _RECONNECT = (redis_errors.ReadOnlyError, redis_errors.MasterDownError)
+
+
+def redis_client(settings: Settings) -> Redis:
+    """The connection pool for the auto-pipeline.
+
+    Every call is bounded by the pipeline's own timeout around the whole batch, so there
+    is no per-read socket timeout (redis-py would arm a timer for every reply). The
+    pipeline replaces a pooled connection that died with a Redis restart itself, and
+    nothing is retried after a timeout, so a hung Redis costs one timeout, not several.
+    """
+    return Redis.from_url(
+        settings.redis_url,
+        socket_timeout=None,
+        socket_connect_timeout=settings.redis_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        max_connections=256,
+    )
 
 
 class AutoPipeline:

@@ -147,7 +147,7 @@ def test_openapi_describes_every_route(client: Client) -> None:
     expected = {
         "/": {"get"}, "/healthz": {"get"}, "/readyz": {"get"}, "/metrics": {"get"},
         "/openapi.json": {"get"}, "/users/newId": {"get"}, "/streams/newId": {"get"},
-        "/streams/active": {"get"}, "/_authz": {"get"},
+        "/streams/active": {"get"}, "/_authz": {"get", "head"},
         "/streams/{streamId}/activate": {"patch", "post"},
         "/streams/{streamId}/deactivate": {"patch", "post"},
         "/streams/{streamId}/heartbeat": {"patch", "post"},

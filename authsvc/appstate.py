@@ -1,0 +1,34 @@
+"""The objects every handler shares, built once per app by its lifespan and handed to
+each request through the lifespan state (``scope["state"]``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .identity import IdentityResolver
+from .ids import IdCodec
+from .leases import Leases
+from .metrics import Metrics
+from .settings import Settings
+
+STATE_KEY = "authsvc"
+
+
+@dataclass(frozen=True)
+class AppState:
+    settings: Settings
+    codec: IdCodec
+    identity: IdentityResolver
+    leases: Leases
+    metrics: Metrics
+    log: logging.Logger
+
+
+def app_state(scope_state: Mapping[str, Any]) -> AppState:
+    """The AppState in a request's lifespan state."""
+    state = scope_state[STATE_KEY]
+    assert isinstance(state, AppState)
+    return state
