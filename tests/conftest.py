@@ -8,6 +8,15 @@ import pytest
 from harness import Authsvc, Client, RedisServer, settings_env
 
 AuthsvcFactory = Callable[..., Authsvc]
+LAYERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test carries the marker of its layer (its folder): `-m integration` etc."""
+    for item in items:
+        layer = next((part for part in item.path.parts if part in LAYERS), None)
+        if layer is not None:
+            item.add_marker(getattr(pytest.mark, layer))
 
 
 @pytest.fixture(scope="session")

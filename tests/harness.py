@@ -4,11 +4,9 @@ ports, started and stopped by PID. A missing binary fails with the command that 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,27 +14,27 @@ from pathlib import Path
 import pytest
 import requests
 
-from authsvc.stack.procs import StackError, free_port, stop_process, wait_port
+from authsvc.stack.procs import StackError, find_binary, free_port, start_authsvc, start_redis, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 SECRET = "test-secret-not-for-production"
 
 
-def need_binary(name: str, package: str) -> str:
+def need_binary(name: str, package: str | None = None) -> str:
     """The binary's path, or a test failure naming the install command (never a skip)."""
-    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    pytest.fail(f"{name} is not installed: run `apt-get install -y {package}` (or `make test`, which does)")
+    try:
+        return find_binary(name, package)
+    except StackError as exc:
+        pytest.fail(str(exc))
 
 
 class RedisServer:
-    """A redis-server of our own on a free port, with no persistence: restarting it
-    loses every key, as a Redis restarted without its data would."""
+    """A redis-server of our own on a free port (started by the stack's own code), with no
+    persistence: restarting it loses every key, as a Redis restarted without its data would."""
 
     def __init__(self, workdir: Path) -> None:
-        self.binary = need_binary("redis-server", "redis-server")
+        need_binary("redis-server")
         self.port = free_port()
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
@@ -46,14 +44,7 @@ class RedisServer:
         return f"redis://{HOST}:{self.port}/0"
 
     def start(self) -> None:
-        args = [
-            self.binary, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no",
-            "--dir", str(self.workdir), "--daemonize", "no", "--loglevel", "warning",
-        ]  # fmt: skip
-        log = self.workdir / "redis.log"
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=out)
-        wait_port(self.port, self.proc, log)
+        self.proc = start_redis(self.port, self.workdir, self.workdir / "redis.log", persist=False)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -69,7 +60,7 @@ class RedisServer:
         os.kill(self.proc.pid, signal.SIGCONT)
 
     def command(self, *args: str) -> str:
-        cli = need_binary("redis-cli", "redis-tools")
+        cli = need_binary("redis-cli")
         out = subprocess.run(
             [cli, "-h", HOST, "-p", str(self.port), *args], capture_output=True, text=True, timeout=5
         )
@@ -93,15 +84,7 @@ class Authsvc:
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
         env.update(self.env)
-        args = [sys.executable, "-m", "authsvc", "serve", "--host", HOST, "--port", str(self.port)]
-        args += ["--workers", str(self.workers)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=log, stderr=log)
-        try:
-            wait_port(self.port, self.proc, self.log_path, timeout=20)
-        except StackError:
-            self.stop()
-            raise
+        self.proc = start_authsvc(self.port, env, self.workers, self.log_path)
 
     def stop(self) -> None:
         if self.proc is not None:

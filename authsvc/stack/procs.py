@@ -18,20 +18,22 @@ from pathlib import Path
 
 from . import nginxconf
 
-INSTALL = "apt-get install -y redis-server nginx"
 LOOPBACK = "127.0.0.1"
+# The Debian package of each binary whose name differs from it.
+PACKAGES = {"redis-cli": "redis-tools", "redis-sentinel": "redis-sentinel", "promtool": "prometheus"}
 
 
 class StackError(RuntimeError):
     """A part is missing or did not start; the message says what to do."""
 
 
-def find_binary(name: str) -> str:
-    """The path of a binary the stack needs, or StackError naming the install command."""
+def find_binary(name: str, package: str | None = None) -> str:
+    """The path of a binary, or StackError naming the command that installs it."""
     for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    raise StackError(f"{name} is not installed: run `{INSTALL}`")
+    package = package or PACKAGES.get(name, name)
+    raise StackError(f"{name} is not installed: run `apt-get install -y {package}` (`make test` does)")
 
 
 def _name(proc: subprocess.Popen[bytes]) -> str:

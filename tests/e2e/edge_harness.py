@@ -13,10 +13,11 @@ from typing import Any
 
 import requests
 
+from authsvc.stack.procs import free_port
 from authsvc.stack.settings import StackSettings
 from authsvc.stack.supervisor import Stack
 
-from harness import SECRET, Client, free_port, need_binary
+from harness import SECRET, Client, need_binary
 
 HOST = os.environ.get("HOST", "").rstrip("/")
 PLAYLIST = "demo/playlist.m3u8"
