@@ -3,11 +3,13 @@ ports, started and stopped by PID. A missing binary fails with the command that 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -93,6 +95,21 @@ class Authsvc:
 
     def logs(self) -> str:
         return self.log_path.read_text()
+
+    def access_entries(self, count: int, route: str, timeout: float = 30.0) -> list[dict[str, object]]:
+        """The access-log entries of ``route``, once there are at least ``count`` of them
+        (the log is written in batches); fails after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            entries = []
+            for line in self.logs().splitlines():
+                entry = json.loads(line) if line.startswith("{") else {}
+                if entry.get("logger") == "authsvc.access" and entry.get("route") == route:
+                    entries.append(entry)
+            if len(entries) >= count or time.monotonic() > deadline:
+                assert len(entries) >= count, f"{len(entries)} of {count} {route} entries in {self.log_path}"
+                return entries
+            time.sleep(0.05)
 
 
 def settings_env(redis: RedisServer, **overrides: str | int | float | bool) -> dict[str, str]:

@@ -11,6 +11,11 @@ from conftest import AuthsvcFactory
 from harness import Client, RedisServer
 
 TIMEOUT_MS = 250
+# What the claim is about: authsvc's own time to answer (its access log), within the Redis
+# timeout plus a little. Seen from a client on a loaded 2-core machine, scheduling adds to
+# it; there the bound only tells a prompt 503 from a hang (canWatch: ~4.5 s).
+SERVED_S = (TIMEOUT_MS + 100) / 1000
+SEEN_S = 2.0
 
 
 def unavailable(r: requests.Response) -> None:
@@ -53,7 +58,8 @@ def test_redis_down_is_503_and_recovery_is_quick(
 
 
 def test_hung_redis_is_503_within_the_timeout(start_authsvc: AuthsvcFactory, own_redis: RedisServer) -> None:
-    client = Client(start_authsvc(redis=own_redis, redis_timeout_ms=TIMEOUT_MS).url)
+    service = start_authsvc(redis=own_redis, redis_timeout_ms=TIMEOUT_MS)
+    client = Client(service.url)
     user, stream = client.new_user(), client.new_stream()
     assert client.activate(user, stream).status_code == 200
     own_redis.pause()  # SIGSTOP: connections stay open, nothing answers
@@ -63,13 +69,17 @@ def test_hung_redis_is_503_within_the_timeout(start_authsvc: AuthsvcFactory, own
             r = client.call(op, user, stream)
             elapsed = time.monotonic() - started
             unavailable(r)
-            assert elapsed < (TIMEOUT_MS + 100) / 1000, f"{op} took {elapsed:.3f}s"
+            assert elapsed < SEEN_S, f"{op} took {elapsed:.3f}s"
         started = time.monotonic()
         r = gate(client, user, stream)
         assert r.headers["x-error-status"] == "503"
-        assert time.monotonic() - started < (TIMEOUT_MS + 100) / 1000
+        assert time.monotonic() - started < SEEN_S
     finally:
         own_redis.resume()
+    routes = {"/streams/{stream_id}/activate": 2, "/streams/{stream_id}/heartbeat": 1, "/_authz": 1}
+    for route, count in routes.items():
+        (entry,) = [e for e in service.access_entries(count, route) if e["status"] == 503]
+        assert float(str(entry["ms"])) / 1000 < SERVED_S, entry
     started = time.monotonic()
     while client.heartbeat(user, stream).status_code != 200:
         assert time.monotonic() - started < 1.0
@@ -79,15 +89,21 @@ def test_hung_redis_is_503_within_the_timeout(start_authsvc: AuthsvcFactory, own
 def test_client_pause_is_503_within_the_timeout(
     start_authsvc: AuthsvcFactory, own_redis: RedisServer
 ) -> None:
-    client = Client(start_authsvc(redis=own_redis, redis_timeout_ms=TIMEOUT_MS).url)
+    service = start_authsvc(redis=own_redis, redis_timeout_ms=TIMEOUT_MS)
+    client = Client(service.url)
     user, stream = client.new_user(), client.new_stream()
     client.activate(user, stream)
     own_redis.command("CLIENT", "PAUSE", "1500", "ALL")
     started = time.monotonic()
     unavailable(client.activate(user, stream))
-    assert time.monotonic() - started < (TIMEOUT_MS + 100) / 1000
-    time.sleep(1.6)
-    assert client.activate(user, stream).status_code == 200
+    assert time.monotonic() - started < SEEN_S
+    served = service.access_entries(2, "/streams/{stream_id}/activate")[1]
+    assert served["status"] == 503 and float(str(served["ms"])) / 1000 < SERVED_S, served
+    # Answers again once the pause (1.5 s from the command) is over.
+    deadline = time.monotonic() + 30
+    while (status := client.activate(user, stream).status_code) != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert status == 200
 
 
 def test_many_requests_during_a_hang_all_fail_fast(
@@ -117,7 +133,9 @@ def test_many_requests_during_a_hang_all_fail_fast(
     finally:
         own_redis.resume()
     assert [status for status, _ in results] == [503] * len(streams)
-    assert max(elapsed for _, elapsed in results) < (TIMEOUT_MS + 100) / 1000
+    assert max(elapsed for _, elapsed in results) < SEEN_S
+    served = service.access_entries(len(streams), "/streams/{stream_id}/activate")
+    assert max(float(str(e["ms"])) for e in served) / 1000 < SERVED_S, served
 
 
 def test_script_flush_mid_run_reloads_scripts(authsvc_client_with_redis: tuple[Client, RedisServer]) -> None:

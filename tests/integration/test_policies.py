@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -20,26 +21,39 @@ def metric(client: Client, name: str, **labels: str) -> float:
     )
 
 
+def until(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll ``check`` until it holds or ``timeout`` passes (a bound for a loaded machine,
+    not a speed claim); its last answer."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_expired_leases_free_their_slot(start_authsvc: AuthsvcFactory) -> None:
-    client = Client(start_authsvc(lease_ttl_s=0.5).url)
+    # A TTL long enough for four activations on a loaded machine, short enough to wait for.
+    client = Client(start_authsvc(lease_ttl_s=3).url)
     user = client.new_user()
     streams = [client.new_stream() for _ in range(4)]
     for s in streams[:3]:
         assert client.activate(user, s).status_code == 200
     assert client.activate(user, streams[3]).status_code == 403
-    time.sleep(0.7)
-    assert client.active(user).json()["streams"] == []
+    assert until(lambda: client.active(user).json()["streams"] == [])
     assert client.activate(user, streams[3]).status_code == 200
     r = client.heartbeat(user, streams[0])
     assert (r.status_code, r.json()["error"]) == (404, "Lease Not Found")
 
 
 def test_heartbeat_keeps_a_lease_past_its_ttl(start_authsvc: AuthsvcFactory) -> None:
-    client = Client(start_authsvc(lease_ttl_s=0.6).url)
+    ttl = 1.5
+    client = Client(start_authsvc(lease_ttl_s=ttl).url)
     user, stream = client.new_user(), client.new_stream()
     client.activate(user, stream)
-    for _ in range(5):  # 1.5 s: 2.5 TTLs
-        time.sleep(0.3)
+    started = time.monotonic()
+    while time.monotonic() - started < 2.5 * ttl:  # a heartbeat every TTL/5
+        time.sleep(ttl / 5)
         assert client.heartbeat(user, stream).status_code == 200
     assert [s["streamId"] for s in client.active(user).json()["streams"]] == [stream]
 
