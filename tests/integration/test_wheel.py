@@ -1,0 +1,141 @@
+"""The wheel is the product: built from the files a clone holds and installed in a fresh
+venv, away from this source tree, it runs `authsvc serve`, `authsvc edge-config` and
+`authsvc stack` (templates and scripts are package data)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from authsvc.stack.procs import free_port, stop_process, wait_http
+
+from harness import ROOT, SECRET, RedisServer, need_binary
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The bin/ folder of a fresh venv with the wheel and the pinned runtime installed."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    source = tmp / "src"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+    for name in tracked.stdout.decode().split("\0"):
+        path = ROOT / name
+        if name and path.is_file() and not path.is_symlink():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, source / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "-w", str(tmp / "dist"), str(source)], check=True, timeout=300
+    )
+    (wheel,) = dist.glob("canwatch_authsvc-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True, timeout=120)
+    bin_dir = tmp / "venv" / "bin"
+    install = [str(bin_dir / "python"), "-m", "pip", "--disable-pip-version-check", "-q", "install"]
+    subprocess.run([*install, "-r", str(ROOT / "requirements.lock"), str(wheel)], check=True, timeout=600)
+    yield bin_dir
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHSVC_", "PYTHON"))}
+    return {**env, **extra}
+
+
+def test_the_installed_package_is_the_wheel_not_this_tree(installed: Path, tmp_path: Path) -> None:
+    code = "import authsvc, authsvc.app, sys; print(authsvc.__file__, authsvc.__version__)"
+    out = subprocess.run(
+        [str(installed / "python"), "-c", code], cwd=tmp_path, env=clean_env(), capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    where, version = out.stdout.split()
+    assert where.startswith(str(installed.parent)), where
+    assert version != "0+unknown"
+
+
+def test_edge_config_renders_from_the_wheel(installed: Path, tmp_path: Path) -> None:
+    out = subprocess.run(
+        [str(installed / "authsvc"), "edge-config", "--out", str(tmp_path / "edge")],
+        cwd=tmp_path,
+        env=clean_env(AUTHSVC_SECRET=SECRET),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    nginx = need_binary("nginx")
+    prefix = tmp_path / "edge"
+    check = [
+        nginx,
+        "-t",
+        "-p",
+        f"{prefix}/",
+        "-c",
+        str(prefix / "nginx.conf"),
+        "-e",
+        str(prefix / "error.log"),
+    ]
+    result = subprocess.run(check, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+def test_serve_from_the_wheel(installed: Path, tmp_path: Path, redis_server: RedisServer) -> None:
+    port = free_port()
+    env = clean_env(AUTHSVC_SECRET=SECRET, AUTHSVC_REDIS_URL=redis_server.url)
+    log = tmp_path / "authsvc.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(installed / "authsvc"), "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", proc, log, timeout=60)
+        user = requests.get(f"http://127.0.0.1:{port}/users/newId", timeout=5).json()["userId"]
+        stream = requests.get(f"http://127.0.0.1:{port}/streams/newId", timeout=5).json()["streamId"]
+        r = requests.post(
+            f"http://127.0.0.1:{port}/streams/{stream}/activate", headers={"x-userid": user}, timeout=5
+        )
+        assert r.status_code == 200, r.text
+    finally:
+        stop_process(proc)
+
+
+def test_stack_from_the_wheel(installed: Path, tmp_path: Path) -> None:
+    need_binary("nginx")
+    need_binary("redis-server")
+    ports = {name: str(free_port()) for name in ("PORT", "API_PORT", "REDIS_PORT", "ORIGIN_PORT")}
+    env = clean_env(**{f"AUTHSVC_{name}": value for name, value in ports.items()})
+    log = tmp_path / "stack.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(installed / "authsvc"), "stack", "--run-dir", str(tmp_path / "run")],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{ports['PORT']}/healthz", proc, log, timeout=60)
+        r = requests.get(f"http://127.0.0.1:{ports['PORT']}/users/newId", timeout=5)
+        assert r.status_code == 200, r.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            assert proc.wait(timeout=60) == 0, log.read_text()
+        finally:
+            stop_process(proc)
+    deadline = time.monotonic() + 30
+    pids = tmp_path / "run" / "pids"
+    while any(pids.glob("*.pid")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(pids.glob("*.pid")), "the stack left parts running"
