@@ -33,9 +33,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(
-        [*pip, "wheel", "--no-deps", "-w", str(tmp / "dist"), str(source)], check=True, timeout=300
-    )
+    dist = tmp / "dist"
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(dist), str(source)], check=True, timeout=300)
     (wheel,) = dist.glob("canwatch_authsvc-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True, timeout=120)
     bin_dir = tmp / "venv" / "bin"
