@@ -60,7 +60,8 @@ class RecordingOrigin:
     def seen(self) -> str:
         """Every request line and header the origin received, as one text."""
         return "\n".join(
-            f"{path}\n" + "\n".join(f"{k}: {v}" for k, v in headers.items()) for path, headers in self.requests
+            f"{path}\n" + "\n".join(f"{k}: {v}" for k, v in headers.items())
+            for path, headers in self.requests
         )
 
 
@@ -112,7 +113,7 @@ def chromium(download_dir: Path) -> Any:
         "--disable-dev-shm-usage",
         "--disable-gpu",
         "--autoplay-policy=no-user-gesture-required",
-        "--window-size=1280,1000",
+        "--window-size=1280,820",
         f"--user-data-dir={download_dir / 'profile'}",
     ):
         options.add_argument(argument)

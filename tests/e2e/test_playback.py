@@ -142,7 +142,10 @@ def test_the_query_wins_over_an_older_cookie(player: Player) -> None:
     old, new, stream = player.new_user(), player.new_user(), player.new_stream()
     assert player.activate(new, stream).status_code == 200
     r = requests.get(
-        f"{player.base}/watch/{stream}/{PLAYLIST}", params={"userid": new}, cookies={"cw_userid": old}, timeout=5
+        f"{player.base}/watch/{stream}/{PLAYLIST}",
+        params={"userid": new},
+        cookies={"cw_userid": old},
+        timeout=5,
     )
     assert r.status_code == 200, r.text
     assert r.headers["Set-Cookie"].startswith(f"cw_userid={new};")

@@ -260,21 +260,21 @@ async function refreshActive() {
 }
 
 async function main() {
+  $("new-user").addEventListener("click", newUser);
+  $("start").addEventListener("click", startStream);
+  for (const id of ["user", "token"]) $(id).addEventListener("change", refreshActive);
   try {
     const config = await (await fetch("config.json", { cache: "no-store" })).json();
     page.identity = config.identity === "jwt" ? "jwt" : "header";
   } catch {
     page.identity = "header";
   }
-  document.body.dataset.identity = page.identity;
   $(page.identity === "jwt" ? "who-jwt" : "who-header").hidden = false;
   if (!window.MediaSource || !MediaSource.isTypeSupported(MIME)) {
     notice(`This browser cannot play ${MIME} through Media Source Extensions.`);
   }
-  $("new-user").addEventListener("click", newUser);
-  $("start").addEventListener("click", startStream);
-  for (const id of ["user", "token"]) $(id).addEventListener("change", refreshActive);
   setInterval(refreshActive, REFRESH_MS);
+  document.body.dataset.identity = page.identity; // the page is ready
 }
 
 main();
