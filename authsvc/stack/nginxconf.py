@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..settings import IdentityMode, Settings, SettingsError
+from . import demo
 from .settings import StackSettings
 
 TEMPLATES = resources.files(__package__).joinpath("nginx")
@@ -35,13 +36,12 @@ COMMON = (
     "cors-preflight.conf",
     "errors.conf",
     "ungated.conf",
+    "follow-cookie.conf",
+    "player.conf",
 )
+PLAYER = resources.files(__package__).joinpath("player")  # the page's static files
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's; ca-certificates installs it
-SEGMENT_COUNT = 5
-SEGMENT_SECONDS = 4
-TS_PACKET = 188
-SEGMENT_PACKETS = 545  # 102,460 bytes: a segment of about 100 KB
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,7 @@ def _values(config: EdgeConfig) -> dict[str, str]:
         # nginx keeps cache validity in whole seconds.
         "gate_cache_ttl": f"{max(1, math.ceil(config.gate_cache_s))}s",
         "gate_unreachable": "@gate_fail_open" if config.fail_open else "/_errors/gate-unreachable",
+        "identity": config.identity,
         "ungated_include": "        include ungated.conf;" if config.ungated else "",
     }
 
@@ -189,6 +190,7 @@ def render(config: EdgeConfig, templates: Traversable = TEMPLATES) -> Path:
     values = _values(config)
     chosen = {
         "identity.conf": f"identity-{config.identity}.conf",
+        "identity-follow.conf": f"identity-follow-{config.identity}.conf",
         "internal.conf": "internal-exposed.conf" if config.expose_internal else "internal-hidden.conf",
         "origin.conf": "origin-demo.conf" if config.demo_root is not None else "origin-external.conf",
         "nginx.conf": MAIN,
@@ -200,6 +202,10 @@ def render(config: EdgeConfig, templates: Traversable = TEMPLATES) -> Path:
     for target, source in files.items():
         text = templates.joinpath(source).read_text(encoding="utf-8")
         (config.prefix / target).write_text(substitute(text, values, source))
+    (config.prefix / "player").mkdir(exist_ok=True)
+    for page_file in PLAYER.iterdir():
+        if page_file.is_file() and page_file.name.endswith((".html", ".js", ".css")):
+            (config.prefix / "player" / page_file.name).write_bytes(page_file.read_bytes())
     return config.prefix / "nginx.conf"
 
 
@@ -218,30 +224,6 @@ def check(binary: str, prefix: Path) -> None:
 
 
 def write_demo_origin(root: Path) -> Path:
-    """Generate the demo HLS stream under ``root/demo``; returns the playlist.
-
-    The segments are MPEG-TS null packets (sync byte, PID 0x1FFF) with a pattern that
-    differs per segment: the right size and shape for the gate, no video to decode.
-    """
-    demo = root / "demo"
-    demo.mkdir(parents=True, exist_ok=True)
-    lines = [
-        "#EXTM3U",
-        "#EXT-X-VERSION:3",
-        f"#EXT-X-TARGETDURATION:{SEGMENT_SECONDS}",
-        "#EXT-X-MEDIA-SEQUENCE:0",
-        "#EXT-X-PLAYLIST-TYPE:VOD",
-    ]
-    for index in range(SEGMENT_COUNT):
-        packets = bytearray()
-        for n in range(SEGMENT_PACKETS):
-            header = bytes((0x47, 0x1F, 0xFF, 0x10 | (n % 16)))
-            packets += header + bytes([(index * 37 + n) & 0xFF]) * (TS_PACKET - len(header))
-        segment = demo / f"segment{index}.ts"
-        if not segment.exists() or segment.stat().st_size != len(packets):
-            segment.write_bytes(bytes(packets))
-        lines += [f"#EXTINF:{SEGMENT_SECONDS}.0,", segment.name]
-    lines.append("#EXT-X-ENDLIST")
-    playlist = demo / "playlist.m3u8"
-    playlist.write_text("\n".join(lines) + "\n")
-    return playlist
+    """Put the demo HLS stream (real H.264 video, see ``demo.py``) under ``root/demo``;
+    returns the playlist."""
+    return demo.install(root)

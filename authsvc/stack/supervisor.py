@@ -196,6 +196,7 @@ def quick_start(stack: Stack) -> str:
         f"gate cache {cache}, fail-open {'on' if s.fail_open else 'off'})",
         f"  authsvc {stack.api_url}  redis {s.redis_url}  origin {stack.edge.origin_url}",
         f"  logs: {stack.run_dir}/authsvc.log, {stack.prefix}/access.log, {stack.prefix}/error.log",
+        f"  the player page: {base}/player/",
         "",
     ]
     # The demo origin's playlist, or a path the platform's own origin serves.
@@ -228,6 +229,7 @@ def quick_start(stack: Stack) -> str:
             "  for i in 1 2 3 4; do eval S$i=$(curl -s $B/streams/newId | cut -d'\"' -f4); done",
             '  curl -s -X PATCH -H "x-userid: $U" $B/streams/$S1/activate',
             '  curl -s "$B/watch/$S1/$P?userid=$U"                         # 200: through the gate',
+            '  ffplay "$B/watch/$S1/$P?userid=$U"                          # watch it (Debian: ffmpeg)',
             '  curl -s -X PATCH -H "x-userid: $U" $B/streams/$S2/activate',
             '  curl -s -X PATCH -H "x-userid: $U" $B/streams/$S3/activate',
             '  curl -s -X PATCH -H "x-userid: $U" $B/streams/$S4/activate   # 403 Stream Limit Reached',
