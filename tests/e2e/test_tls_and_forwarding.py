@@ -165,3 +165,19 @@ def test_behind_a_trusted_proxy_the_real_client_counts(start_stack: StackFactory
     # A request id that does not look like one is replaced, even from a trusted proxy.
     odd = requests.get(f"{stack.url}/nowhere", headers={"X-Request-ID": "a b"}, timeout=5)
     assert len(odd.headers["X-Request-ID"]) == 32
+
+
+def test_authsvc_reached_by_name_resolution_serves_api_and_gate(start_stack: StackFactory) -> None:
+    # AUTHSVC_RESOLVER (compose: Docker's DNS) makes nginx reach authsvc through a
+    # variable, looked up again as it expires; an address needs no lookup, the path is
+    # the same.
+    stack = start_stack(why="AUTHSVC_RESOLVER", resolver="127.0.0.1")
+    assert "proxy_pass http://$cw_authsvc_address;" in (stack.prefix / "nginx.conf").read_text()
+    player = Player(stack.url)
+    user, stream = player.new_user(), player.new_stream()
+    assert player.activate(user, stream).status_code == 200
+    assert player.watch(stream, user, via="query").status_code == 200
+    ko(player.watch(player.new_stream(), user), 403, "Stream Not Active")
+    stack.stop_authsvc()
+    ko(player.watch(stream, user), 503, "Service Unavailable")
+    player.close()
