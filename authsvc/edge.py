@@ -120,7 +120,9 @@ class Edge:
                     "status": status,
                     "ms": round(elapsed * 1000, 3),
                     # nginx's X-Request-ID: the same request in both access logs.
-                    "request_id": next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), ""),
+                    "request_id": next(
+                        (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), ""
+                    ),
                 }
             )
 

@@ -94,7 +94,9 @@ class EdgeConfig:
         demo = stack.origin_url is None
         cert, key = (stack.tls_cert, stack.tls_key) if stack.tls_cert else (tls or (None, None))
         if stack.tls_port and cert is None:
-            raise SettingsError("AUTHSVC_TLS_PORT needs a certificate: set AUTHSVC_TLS_CERT and AUTHSVC_TLS_KEY")
+            raise SettingsError(
+                "AUTHSVC_TLS_PORT needs a certificate: set AUTHSVC_TLS_CERT and AUTHSVC_TLS_KEY"
+            )
         return cls(
             prefix=prefix,
             port=stack.port,

@@ -10,7 +10,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..settings import SettingsError, _bool, _choice, _float_range, _int_range, _optional_text, _read, _setting
+from ..settings import (
+    SettingsError,
+    _bool,
+    _choice,
+    _float_range,
+    _int_range,
+    _optional_text,
+    _read,
+    _setting,
+)
 
 
 def _listen_address(raw: str) -> str:
@@ -105,7 +114,9 @@ class StackSettings:
         None, _resolver, "DNS servers nginx re-resolves authsvc's name with (compose: 127.0.0.11)"
     )
     nginx_user: str | None = _setting(None, _user, "user nginx's workers run as when started as root")
-    nginx_logs: str = _setting("files", _choice("files", "stdio"), "nginx logs: files in its prefix, or stdio")
+    nginx_logs: str = _setting(
+        "files", _choice("files", "stdio"), "nginx logs: files in its prefix, or stdio"
+    )
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):

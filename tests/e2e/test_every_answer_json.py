@@ -32,7 +32,9 @@ def test_a_control_byte_in_any_api_header_is_answered_in_json(
 ) -> None:
     user, stream = player.new_user(), player.new_stream()
     for byte in CONTROL:
-        value = b"Bearer a" + bytes([byte]) + b"b" if header == "Authorization" else b"a" + bytes([byte]) + b"b"
+        value = (
+            b"Bearer a" + bytes([byte]) + b"b" if header == "Authorization" else b"a" + bytes([byte]) + b"b"
+        )
         # x-userid given twice: nginx and authsvc would both read the first.
         identity = [] if header == "x-userid" else [b"x-userid: " + user.encode()]
         answer = send(edge, f"PATCH /streams/{stream}/activate HTTP/1.1", *identity,
@@ -43,7 +45,9 @@ def test_a_control_byte_in_any_api_header_is_answered_in_json(
             assert answer.status == 400, (byte, answer)
 
 
-def test_a_control_byte_in_a_gated_request_header_is_answered_in_json(player: Player, edge: Deployment) -> None:
+def test_a_control_byte_in_a_gated_request_header_is_answered_in_json(
+    player: Player, edge: Deployment
+) -> None:
     user, stream = player.new_user(), player.new_stream()
     for byte in CONTROL:
         answer = send(edge, f"GET /watch/{stream}/demo/playlist.m3u8 HTTP/1.1",

@@ -101,7 +101,9 @@ def origin() -> Iterator[RecordingOrigin]:
 
 
 @pytest.mark.parametrize("identity", ["jwt", "header"])
-def test_no_identity_reaches_the_origin(start_stack: StackFactory, origin: RecordingOrigin, identity: str) -> None:
+def test_no_identity_reaches_the_origin(
+    start_stack: StackFactory, origin: RecordingOrigin, identity: str
+) -> None:
     stack = start_stack(
         why="an origin that records what it receives",
         identity=identity,
@@ -128,7 +130,9 @@ def test_no_identity_reaches_the_origin(start_stack: StackFactory, origin: Recor
     assert "a=1&b=2" in queries
 
 
-def test_no_token_in_any_log_on_every_error_path(origin: RecordingOrigin, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_no_token_in_any_log_on_every_error_path(
+    origin: RecordingOrigin, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     if HOST:
         pytest.skip(f"HOST={HOST}: reads the log files of a stack of its own")
     run_dir = tmp_path_factory.mktemp("hygiene")
@@ -174,7 +178,9 @@ def _drive_every_error_path(stack: Stack, origin: RecordingOrigin) -> list[str]:
         return answer.status
 
     assert get(f"/streams/{STREAM}/activate", f"Authorization: Bearer {t}") == 405  # a GET: refused
-    r = requests.patch(f"{stack.url}/streams/{STREAM}/activate", headers={"Authorization": f"Bearer {t}"}, timeout=5)
+    r = requests.patch(
+        f"{stack.url}/streams/{STREAM}/activate", headers={"Authorization": f"Bearer {t}"}, timeout=5
+    )
     assert r.status_code == 200, r.text
     assert get(f"{watch}?token={t}") == 200
     # An oversized token: refused in JSON, at the gate (micro-cache on) and at the API.

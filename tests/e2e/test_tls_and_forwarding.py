@@ -9,10 +9,12 @@ import ssl
 import subprocess
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 
+from authsvc.stack import nginxconf, tls
 from authsvc.stack.supervisor import Stack
 
 from .edge_harness import PLAYLIST, Deployment, Player, StackFactory, ko, until
@@ -30,7 +32,9 @@ def own_stack(edge: Deployment) -> Stack:
 
 def curl(*args: str) -> subprocess.CompletedProcess[str]:
     binary = need_binary("curl", "curl")
-    return subprocess.run([binary, "-sS", "--max-time", "10", *args], capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [binary, "-sS", "--max-time", "10", *args], capture_output=True, text=True, timeout=30
+    )
 
 
 def test_https_over_http1_verifies_against_the_local_ca(player: Player, edge: Deployment) -> None:
@@ -38,9 +42,13 @@ def test_https_over_http1_verifies_against_the_local_ca(player: Player, edge: De
     assert stack.local_tls is not None
     ca = str(stack.local_tls.ca)
     user, stream = player.new_user(), player.new_stream()
-    r = requests.patch(f"{stack.tls_url}/streams/{stream}/activate", headers={"x-userid": user}, verify=ca, timeout=5)
+    r = requests.patch(
+        f"{stack.tls_url}/streams/{stream}/activate", headers={"x-userid": user}, verify=ca, timeout=5
+    )
     assert r.status_code == 200, r.text
-    r = requests.get(f"{stack.tls_url}/watch/{stream}/{PLAYLIST}", params={"userid": user}, verify=ca, timeout=5)
+    r = requests.get(
+        f"{stack.tls_url}/watch/{stream}/{PLAYLIST}", params={"userid": user}, verify=ca, timeout=5
+    )
     assert r.status_code == 200 and r.text.startswith("#EXTM3U")
     assert r.raw.version == 11
     # Without the CA, the certificate is not trusted: it is the stack's own, not a public one.
@@ -71,23 +79,30 @@ def test_only_tls_1_2_and_newer(edge: Deployment) -> None:
     for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
         context = ssl.create_default_context(cafile=str(stack.local_tls.ca))
         context.minimum_version = context.maximum_version = version
-        with socket.create_connection(("127.0.0.1", stack.ports.tls_port), timeout=5) as raw:
-            with context.wrap_socket(raw, server_hostname="localhost") as tls:
-                assert tls.version() == version.name.replace("v1_", "v1.")
+        with (
+            socket.create_connection(("127.0.0.1", stack.ports.tls_port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            assert tls.version() == version.name.replace("v1_", "v1.")
     old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     old.load_verify_locations(str(stack.local_tls.ca))
     old.set_ciphers("DEFAULT:@SECLEVEL=0")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # which is the point
         old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
-    with socket.create_connection(("127.0.0.1", stack.ports.tls_port), timeout=5) as raw:
-        with pytest.raises(ssl.SSLError), old.wrap_socket(raw, server_hostname="localhost"):
-            pass
+    with (
+        socket.create_connection(("127.0.0.1", stack.ports.tls_port), timeout=5) as raw,
+        pytest.raises(ssl.SSLError),
+        old.wrap_socket(raw, server_hostname="localhost"),
+    ):
+        pass
 
 
 def test_plain_http_on_the_tls_port_gets_json(edge: Deployment) -> None:
     stack = own_stack(edge)
-    answer = send_raw(stack.ports.tls_port, b"GET /users/newId HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    answer = send_raw(
+        stack.ports.tls_port, b"GET /users/newId HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     assert answer.status == 400 and answer.body == b'{"status":"ko","error":"Bad Request"}', answer
 
 
@@ -108,7 +123,9 @@ def authsvc_lines(stack: Stack) -> list[dict[str, object]]:
     return [entry for entry in map(json.loads, lines) if entry.get("msg") == "request"]
 
 
-def test_forwarding_headers_from_clients_are_not_believed(start_stack: StackFactory, origin: RecordingOrigin) -> None:
+def test_forwarding_headers_from_clients_are_not_believed(
+    start_stack: StackFactory, origin: RecordingOrigin
+) -> None:
     stack = start_stack(why="a recording origin", origin_url=origin.url, id_check="none", access_log=True)
     user, stream = "forwardUser0123456789", "forwardStream0123456789"
     assert Player(stack.url).activate(user, stream).status_code == 200
@@ -132,12 +149,16 @@ def test_forwarding_headers_from_clients_are_not_believed(start_stack: StackFact
     assert decided["path"] == "/_authz"
     # An API request, and an error nginx answers itself, carry one too.
     api = requests.get(f"{stack.url}/streams/active", headers={"x-userid": user}, timeout=5)
-    assert until(lambda: any(e.get("request_id") == api.headers["X-Request-ID"] for e in authsvc_lines(stack)), 5)
+    assert until(
+        lambda: any(e.get("request_id") == api.headers["X-Request-ID"] for e in authsvc_lines(stack)), 5
+    )
     ko(requests.get(f"{stack.url}/watch/{stream}/a.ts", timeout=5), 401)
     assert len(requests.get(f"{stack.url}/nowhere", timeout=5).headers["X-Request-ID"]) == 32
 
 
-def test_behind_a_trusted_proxy_the_real_client_counts(start_stack: StackFactory, origin: RecordingOrigin) -> None:
+def test_behind_a_trusted_proxy_the_real_client_counts(
+    start_stack: StackFactory, origin: RecordingOrigin
+) -> None:
     stack = start_stack(
         why="trusted proxies and a rate limit",
         origin_url=origin.url,
@@ -159,7 +180,9 @@ def test_behind_a_trusted_proxy_the_real_client_counts(start_stack: StackFactory
     assert logged["remote"] == "203.0.113.9"
     # The rate limit counts per real client: one client exhausting it leaves another's alone.
     first = {"X-Forwarded-For": "203.0.113.10"}
-    assert until(lambda: requests.get(f"{stack.url}/healthz", headers=first, timeout=5).status_code == 429, 10, 0)
+    assert until(
+        lambda: requests.get(f"{stack.url}/healthz", headers=first, timeout=5).status_code == 429, 10, 0
+    )
     other = requests.get(f"{stack.url}/healthz", headers={"X-Forwarded-For": "203.0.113.11"}, timeout=5)
     assert other.status_code == 200
     # A request id that does not look like one is replaced, even from a trusted proxy.
@@ -181,3 +204,32 @@ def test_authsvc_reached_by_name_resolution_serves_api_and_gate(start_stack: Sta
     stack.stop_authsvc()
     ko(player.watch(stream, user), 503, "Service Unavailable")
     player.close()
+
+
+def test_tls_proxies_resolver_and_stdio_logs_render_a_config_nginx_accepts(tmp_path: Path) -> None:
+    nginx = need_binary("nginx", "nginx")
+    local = tls.local_tls(tmp_path / "tls")
+    for n, identity in enumerate(("header", "jwt")):
+        config = nginxconf.EdgeConfig(
+            prefix=tmp_path / f"edge{n}",
+            port=20_000,
+            api_port=19_999,
+            origin_url="https://127.0.0.2:8443/live",
+            identity=identity,  # type: ignore[arg-type]
+            tls_port=20_443,
+            tls_cert=str(local.cert),
+            tls_key=str(local.key),
+            trusted_proxies="10.0.0.0/8,2001:db8::/32",
+            resolver="127.0.0.11",
+            nginx_user="www-data",
+            nginx_logs="stdio",
+        )
+        nginxconf.render(config)
+        out = subprocess.run(
+            nginxconf.command(nginx, config.prefix, "-t", "-q"), capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        conf = (config.prefix / "realip.conf").read_text()
+        assert "set_real_ip_from 10.0.0.0/8;" in conf and "2001:db8::/32 1;" in conf
+    # Made once: a second call keeps the CA (clients that trust it keep trusting it).
+    assert tls.local_tls(tmp_path / "tls").ca.read_bytes() == local.ca.read_bytes()
