@@ -22,9 +22,10 @@ system-deps:
 	@scripts/need.sh redis-server:redis-server redis-cli:redis-tools nginx:nginx
 
 # promtool checks the Prometheus config and alert rules in the tests; ffmpeg is the HLS
-# player of the end-to-end tests, chromium (driven through chromedriver) the browser.
+# player of the end-to-end tests, chromium (driven through chromedriver) the browser;
+# curl speaks HTTP/2 to the edge.
 test-deps: system-deps
-	@scripts/need.sh promtool:prometheus ffmpeg:ffmpeg chromium:chromium chromedriver:chromium-driver
+	@scripts/need.sh promtool:prometheus ffmpeg:ffmpeg chromium:chromium chromedriver:chromium-driver curl:curl
 
 run: $(READY) system-deps
 	$(PY) -m authsvc stack

@@ -88,7 +88,7 @@ def check() -> int:
 def edge_config(out: Path) -> int:
     """Render the nginx edge from the environment, for nginx running elsewhere (the
     compose file runs this, then nginx on the result)."""
-    from .stack import nginxconf
+    from .stack import nginxconf, tls
     from .stack.settings import StackSettings
 
     try:
@@ -97,7 +97,12 @@ def edge_config(out: Path) -> int:
         demo = prefix / "origin" if stack.origin_url is None else None
         if demo is not None:
             nginxconf.write_demo_origin(demo)
-        main_file = nginxconf.render(nginxconf.EdgeConfig.from_settings(settings, stack, prefix, demo))
+        own = None
+        if stack.tls_port and not stack.tls_cert:
+            local = tls.local_tls(prefix / "tls", nginxconf.tls_hosts(stack.host))
+            own = (str(local.cert), str(local.key))
+        config = nginxconf.EdgeConfig.from_settings(settings, stack, prefix, demo, own)
+        main_file = nginxconf.render(config)
     except SettingsError as exc:
         print(f"authsvc: {exc}", file=sys.stderr)
         return 2
