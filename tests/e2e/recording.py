@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from harness import HOST, free_port
+from authsvc.stack.procs import free_port
+
+from harness import HOST
 
 SEGMENT_BODY = b"G" + bytes(187)  # one MPEG-TS packet's worth
 
