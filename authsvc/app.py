@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 
 from . import __version__, admin, api, logs
 from .api import ko, response
+from .drain import Drain
 from .edge import Edge
 from .identity import IdentityResolver
 from .ids import IdCodec
@@ -76,7 +77,9 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Readiness: 200 when Redis answers, 503 when it does not."""
+    """Readiness: 200 when Redis answers, 503 when it does not or when draining (SIGTERM)."""
+    if request.app.state.drain.draining:
+        return response(ko(503, "Draining"))
     svc: Service = request.app.state.svc
     await svc.leases.ping()
     return JSONResponse({"status": "ok", "redis": "up"})
@@ -100,6 +103,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         raise ValueError("AUTHSVC_SECRET must be set when AUTHSVC_ID_CHECK=mac")
     codec = IdCodec(settings.secret or "", check_mac=settings.id_check == "mac")
     metrics_ = Metrics(settings.multiproc_dir)
+    drain = Drain(settings.drain_s)
     store_was_up = [True]
 
     def store_state(up: bool, reason: str) -> None:
@@ -137,6 +141,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
             },
         )
         metrics_.redis_up.set(1)
+        drain.install()
         with contextlib.suppress(StoreUnavailable):  # not fatal: /readyz tells, calls retry
             await app.state.svc.leases.ping()
         # Everything built so far lives as long as the process: keep it out of the cyclic
@@ -173,6 +178,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
     # A trailing-slash redirect is an HTML-less 307 that non-browser clients rarely follow.
     assert isinstance(app.router, Router)
     app.router.redirect_slashes = False
+    app.state.drain = drain
     return app
 
 
