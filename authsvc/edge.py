@@ -133,4 +133,8 @@ class Edge:
         except Exception:
             log.exception("unhandled error", extra={"path": scope["path"]})
             reply = ko(500, "Internal Server Error")
-        return await send_reply(send, reply)
+        status = await send_reply(send, reply)
+        # The gate's 403 carries the real status for nginx (503 when Redis is down): count
+        # that one, or an outage of the busiest route looks like refusals in the metrics.
+        real = reply[2].get("X-Error-Status") if reply[2] else None
+        return int(real) if real else status
