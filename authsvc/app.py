@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from starlette.applications import Starlette
@@ -29,6 +29,7 @@ from .metrics import CONTENT_TYPE, Metrics
 from .openapi import spec
 from .service import Service
 from .settings import Settings
+from .stats import ActiveGauges
 
 log = logging.getLogger("authsvc")
 
@@ -88,6 +89,7 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """Prometheus text format. 200."""
     svc: Service = request.app.state.svc
+    await request.app.state.active.refresh()
     return Response(svc.metrics.render(), media_type=CONTENT_TYPE)
 
 
@@ -128,6 +130,10 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
             metrics=metrics_,
             log=log,
         )
+        app.state.active = ActiveGauges(
+            client, app.state.svc.leases.stats_keys, settings.lease_ttl_ms,
+            (metrics_.active_leases, metrics_.active_users), cluster=isinstance(client, RedisCluster),
+        )  # fmt: skip
         log.info(
             "authsvc started",
             extra={

@@ -59,7 +59,8 @@ def test_refusals_exit_1_with_the_json_error(authsvc: Authsvc, client: Client) -
     wrong = admin(authsvc, "streams", client.new_user(), token="not-the-admin-token")
     assert wrong.returncode == 1 and json.loads(wrong.stderr)["error"] == "Unauthorized"
     bad = admin(authsvc, "limit", client.new_user(), "-1")
-    assert bad.returncode == 1 and json.loads(bad.stderr)["status"] == "ko"
+    assert bad.returncode == 1, bad.stderr
+    assert json.loads(bad.stderr)["status"] == "ko"
     malformed = admin(authsvc, "end", "../x")
     assert malformed.returncode == 1 and json.loads(malformed.stderr)["status"] == "ko"
 
