@@ -20,9 +20,10 @@ $(READY): pyproject.toml requirements.lock requirements-dev.lock
 system-deps:
 	@scripts/need.sh redis-server:redis-server redis-cli:redis-tools nginx:nginx
 
-# promtool checks the Prometheus config and alert rules in the tests.
+# promtool checks the Prometheus config, alert rules and dashboard; prometheus itself
+# scrapes the stack in an end-to-end test (one Debian package holds both).
 test-deps: system-deps
-	@scripts/need.sh promtool:prometheus
+	@scripts/need.sh promtool:prometheus prometheus:prometheus
 
 run: $(READY) system-deps
 	$(PY) -m authsvc stack
@@ -43,7 +44,7 @@ unit: $(READY)
 integration: $(READY) test-deps
 	$(PYTEST) tests/integration -q
 
-e2e: $(READY) system-deps
+e2e: $(READY) test-deps
 	$(PYTEST) tests/e2e -q
 
 # Against any deployment: HOST=http://host:port make endtoend
