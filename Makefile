@@ -23,9 +23,9 @@ system-deps:
 
 # promtool checks the Prometheus config and alert rules in the tests; ffmpeg is the HLS
 # player of the end-to-end tests, chromium (driven through chromedriver) the browser;
-# curl speaks HTTP/2 to the edge.
+# curl speaks HTTP/2 to the edge; prometheus scrapes the stack in an end-to-end test.
 test-deps: system-deps
-	@scripts/need.sh promtool:prometheus ffmpeg:ffmpeg chromium:chromium chromedriver:chromium-driver curl:curl
+	@scripts/need.sh promtool:prometheus prometheus:prometheus ffmpeg:ffmpeg chromium:chromium chromedriver:chromium-driver curl:curl
 
 run: $(READY) system-deps
 	$(PY) -m authsvc stack

@@ -8,11 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .drain import Drain
 from .identity import IdentityResolver
 from .ids import IdCodec
 from .leases import Leases
 from .metrics import Metrics
 from .settings import Settings
+from .stats import ActiveGauges
 
 STATE_KEY = "authsvc"
 
@@ -25,6 +27,8 @@ class AppState:
     leases: Leases
     metrics: Metrics
     log: logging.Logger
+    drain: Drain  # set on SIGTERM: /readyz answers 503 while requests are still served
+    active: ActiveGauges  # the active leases and users gauges, read from Redis on scrape
 
 
 def app_state(scope_state: Mapping[str, Any]) -> AppState:

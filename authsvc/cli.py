@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__, logs
+from . import __version__, admincli, logs
 from .settings import Settings, SettingsError, documented, unknown_variables
 
 log = logging.getLogger("authsvc")
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     stack_cmd.add_argument("--run-dir", type=Path, default=Path(".run"), help="pids, logs, data (.run)")
     edge_cmd = sub.add_parser("edge-config", help="render the nginx edge (and demo origin) into a folder")
     edge_cmd.add_argument("--out", type=Path, required=True, help="nginx prefix to write")
+    admincli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         if args.workers < 1:
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args.host, args.port, args.workers)
     if args.command == "check":
         return check()
+    if args.command == "admin":
+        return admincli.run(args, os.environ)
     if args.command == "edge-config":
         return edge_config(args.out)
     if args.command == "stack":

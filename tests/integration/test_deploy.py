@@ -31,6 +31,25 @@ def test_alerts_fire_when_they_should() -> None:
     assert "SUCCESS" in promtool("test", "rules", "alerts_test.yml")
 
 
+def test_every_alert_has_a_case_where_it_fires_and_one_where_it_does_not() -> None:
+    rules = yaml.safe_load((DEPLOY / "alerts.yml").read_text())
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
+    cases = [case for test in yaml.safe_load((DEPLOY / "alerts_test.yml").read_text())["tests"]
+             for case in test.get("alert_rule_test", [])]  # fmt: skip
+    fires = {case["alertname"] for case in cases if case.get("exp_alerts")}
+    quiet = {case["alertname"] for case in cases if not case.get("exp_alerts")}
+    assert alerts and alerts <= fires, alerts - fires
+    assert alerts <= quiet, alerts - quiet
+
+
+def test_prometheus_finds_every_replica_and_sends_alerts() -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    assert config["alerting"]["alertmanagers"], "no Alertmanager"
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "authsvc"]
+    assert "static_configs" not in job, "one static target is one replica"
+    assert job["dns_sd_configs"][0]["names"] == ["authsvc"]
+
+
 def test_alerts_name_only_metrics_authsvc_exports() -> None:
     rules = yaml.safe_load((DEPLOY / "alerts.yml").read_text())
     exported = {
@@ -52,7 +71,7 @@ def test_compose_passes_only_known_settings_and_files_that_exist() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     known = {name for name, _, _ in documented(StackSettings)}
     services = compose["services"]
-    assert {"redis", "authsvc", "nginx", "prometheus"} <= set(services)
+    assert {"redis", "authsvc", "nginx", "prometheus", "alertmanager"} <= set(services)
     for name, service in services.items():
         env = service.get("environment", {})
         for var in env:
