@@ -57,7 +57,7 @@ async def _truth(redis: Redis, prefix: str, ttl_ms: int, before: int) -> tuple[r
     leases, users = [0, 0], [0, 0]
     async for key in redis.scan_iter(match=f"{prefix}{{*}}:streams"):
         pairs = await redis.zrange(key, 0, -1, withscores=True)
-        scores = [float(pair[1]) for pair in pairs if isinstance(pair, tuple)]
+        scores = [float(pair[1]) for pair in pairs if isinstance(pair, (tuple, list))]
         alive = sum(1 for s in scores if not ttl_ms or s > after - ttl_ms)
         counted = sum(1 for s in scores if s >= oldest_counted)
         leases[0] += alive
