@@ -51,8 +51,10 @@ def test_admits_up_to_the_limit_then_refuses_with_the_active_streams(redis_serve
 
 def test_evict_oldest_ends_the_lease_idle_longest(redis_server: RedisServer) -> None:
     async def body(leases: Leases) -> None:
+        # Scores are Redis milliseconds: a step apart, so that "longest idle" has one answer.
         for stream in ("a", "b"):
             await leases.activate("u", stream)
+            await asyncio.sleep(0.01)
         await leases.touch("u", "a")  # b is now idle the longest
         result = await leases.activate("u", "c")
         assert result.outcome is Outcome.EVICTED and result.evicted == ("b",)
