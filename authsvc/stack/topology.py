@@ -269,8 +269,9 @@ class LocalCluster:
             conns[target_port].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source.node_id)
             conns[source.port].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target.node_id)
             moved = 0
-            while keys := conns[source.port].execute_command("CLUSTER GETKEYSINSLOT", slot, batch):
-                conns[source.port].execute_command("MIGRATE", LOOPBACK, target_port, "", 0, 5000, "KEYS", *keys)
+            from_ = conns[source.port]
+            while keys := from_.execute_command("CLUSTER GETKEYSINSLOT", slot, batch):
+                from_.execute_command("MIGRATE", LOOPBACK, target_port, "", 0, 5000, "KEYS", *keys)
                 moved += len(keys)
             conns[target_port].execute_command("CLUSTER SETSLOT", slot, "NODE", target.node_id)
             conns[source.port].execute_command("CLUSTER SETSLOT", slot, "NODE", target.node_id)
