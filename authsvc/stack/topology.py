@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -266,18 +267,18 @@ class LocalCluster:
         others = [n.port for n in nodes.values() if n.primary and not n.failed]
         conns = {port: redis.Redis(host=LOOPBACK, port=port, socket_timeout=5) for port in others}
         try:
-            conns[target_port].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source.node_id)
-            conns[source.port].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target.node_id)
+            _run(conns[target_port], "CLUSTER SETSLOT", slot, "IMPORTING", source.node_id)
+            _run(conns[source.port], "CLUSTER SETSLOT", slot, "MIGRATING", target.node_id)
             moved = 0
             from_ = conns[source.port]
-            while keys := from_.execute_command("CLUSTER GETKEYSINSLOT", slot, batch):
-                from_.execute_command("MIGRATE", LOOPBACK, target_port, "", 0, 5000, "KEYS", *keys)
+            while keys := _run(from_, "CLUSTER GETKEYSINSLOT", slot, batch):
+                _run(from_, "MIGRATE", LOOPBACK, target_port, "", 0, 5000, "KEYS", *keys)
                 moved += len(keys)
-            conns[target_port].execute_command("CLUSTER SETSLOT", slot, "NODE", target.node_id)
-            conns[source.port].execute_command("CLUSTER SETSLOT", slot, "NODE", target.node_id)
+            _run(conns[target_port], "CLUSTER SETSLOT", slot, "NODE", target.node_id)
+            _run(conns[source.port], "CLUSTER SETSLOT", slot, "NODE", target.node_id)
             for port in others:
                 if port not in (source.port, target_port):
-                    conns[port].execute_command("CLUSTER SETSLOT", slot, "NODE", target.node_id)
+                    _run(conns[port], "CLUSTER SETSLOT", slot, "NODE", target.node_id)
         except redis.RedisError as exc:
             raise StackError(f"moving slot {slot} to {target_port}: {exc}") from None
         finally:
@@ -300,6 +301,10 @@ class LocalCluster:
         reply = self.nodes.command(port, *args)
         if reply != "OK":
             raise StackError(f"{' '.join(args)} on {port}: {reply}")
+
+
+def _run(conn: redis.Redis, *args: Any) -> Any:
+    return conn.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
 def _parse_node(line: str) -> ClusterNode:
