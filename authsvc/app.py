@@ -24,11 +24,11 @@ from .identity import IdentityResolver
 from .ids import IdCodec
 from .leases import Leases, StoreUnavailable
 from .metrics import Metrics
+from .redis_client import connect
 from .replies import Call, Reply, error_reply, ko
 from .routes import ROUTES, Route, serve
 from .settings import Settings
 from .stats import ActiveGauges
-from .store import redis_client
 
 log = logging.getLogger("authsvc")
 
@@ -83,7 +83,7 @@ def create_app(settings: Settings) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, AppState]]:
-        client = redis_client(settings)
+        client = connect(settings)
         leases = Leases(client, settings, _store_observer(metrics))
         gauges = (metrics.active_leases, metrics.active_users)
         state = AppState(

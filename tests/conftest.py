@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness import Authsvc, Client, RedisServer, settings_env
+from harness import Authsvc, AuthsvcFactory, Client, RedisServer, settings_env
 
-AuthsvcFactory = Callable[..., Authsvc]
 LAYERS = ("unit", "integration", "e2e")
 
 

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -111,6 +111,10 @@ class Authsvc:
                 assert len(entries) >= count, f"{len(entries)} of {count} {route} entries in {self.log_path}"
                 return entries
             time.sleep(0.05)
+
+
+# start_authsvc(**overrides) -> a started Authsvc: the fixture's type.
+AuthsvcFactory = Callable[..., Authsvc]
 
 
 def settings_env(redis: RedisServer, **overrides: str | int | float | bool) -> dict[str, str]:

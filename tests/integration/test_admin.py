@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from conftest import AuthsvcFactory
-from harness import Client
+from harness import AuthsvcFactory, Client
 
 TOKEN = {"Authorization": "Bearer admin-token-for-tests"}
 

@@ -7,8 +7,7 @@ import time
 
 import requests
 
-from conftest import AuthsvcFactory
-from harness import Client, RedisServer
+from harness import AuthsvcFactory, Client, RedisServer
 
 TIMEOUT_MS = 250
 # What the claim is about: authsvc's own time to answer (its access log), within the Redis

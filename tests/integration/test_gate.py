@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from conftest import AuthsvcFactory
-from harness import Client
+from harness import AuthsvcFactory, Client
 
 
 def gate(client: Client, uri: str, **headers: str) -> requests.Response:

@@ -7,8 +7,7 @@ from __future__ import annotations
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import AuthsvcFactory
-from harness import Client, RedisServer
+from harness import AuthsvcFactory, Client, RedisServer
 
 
 def gate_answers(client: Client) -> dict[str, float]:

@@ -13,8 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import AuthsvcFactory
-from harness import Authsvc, Client
+from harness import Authsvc, AuthsvcFactory, Client
 
 HS_SECRET = "jwt-test-secret-of-enough-length-for-hs256"
 AUDIENCE = "canwatch"

@@ -11,9 +11,10 @@ from typing import TypeVar
 import pytest
 
 from authsvc.leases import Leases, Outcome, StoreUnavailable
+from authsvc.redis_client import auto_pipeline
+from authsvc.redis_client import connect as redis_client
 from authsvc.settings import Settings
 from authsvc.stack.procs import free_port
-from authsvc.store import AutoPipeline, redis_client
 
 from harness import RedisServer
 
@@ -140,7 +141,7 @@ def test_a_hung_redis_fails_the_batch_within_the_timeout(own_redis: RedisServer)
 def test_the_pipeline_answers_every_waiter_when_redis_is_gone(own_redis: RedisServer) -> None:
     async def body(leases: Leases) -> None:
         client = redis_client(Settings(redis_url=own_redis.url))
-        pipeline = AutoPipeline(client, timeout=1.0)
+        pipeline = auto_pipeline(client, timeout=1.0)
         try:
             assert await pipeline.execute("PING") == b"PONG"
             own_redis.stop()

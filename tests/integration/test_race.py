@@ -13,8 +13,7 @@ import threading
 
 import pytest
 
-from conftest import AuthsvcFactory
-from harness import HOST, Authsvc, Client
+from harness import HOST, Authsvc, AuthsvcFactory, Client
 
 TRIALS = 20
 AT_ONCE = 40

@@ -5,8 +5,7 @@ from __future__ import annotations
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import AuthsvcFactory
-from harness import Client
+from harness import AuthsvcFactory, Client
 
 
 def activations(text: str) -> float:
