@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..settings import _bool, _float_range, _int_range, _optional_text, _read, _setting
+from ..settings import SettingsError, _bool, _float_range, _int_range, _optional_text, _read, _setting
 
 
 def _listen_address(raw: str) -> str:
@@ -30,6 +30,16 @@ def _cors_origins(raw: str) -> str:
     return ",".join(origins)
 
 
+def _upstreams(raw: str) -> tuple[str, ...]:
+    # Rendered into nginx's upstream block: host:port each, nothing else.
+    entries = tuple(e.strip() for e in raw.split(",") if e.strip())
+    for entry in entries:
+        host, _, port = entry.rpartition(":")
+        if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", host) or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be a comma-separated list of host:port, like 10.0.0.5:9005,10.0.0.6:9005")
+    return entries
+
+
 @dataclass(frozen=True)
 class StackSettings:
     """Ports and switches of the local stack that `make run` starts (nginx, Redis, authsvc)."""
@@ -43,6 +53,12 @@ class StackSettings:
         None, _optional_text, "stream origin to gate (default: the demo origin)"
     )
     workers: int = _setting(1, _int_range(1, 64), "authsvc worker processes")
+    api_replicas: int = _setting(
+        1, _int_range(1, 16), "authsvc processes the stack starts, on AUTHSVC_API_PORT and the next ports"
+    )
+    api_upstreams: tuple[str, ...] = _setting(
+        (), _upstreams, "host:port,... of the authsvc replicas nginx spreads over (default: the stack's own)"
+    )
     gate_cache_s: float = _setting(
         0.0, _float_range(0, 60), "micro-cache of allowed gate decisions, seconds; 0 = off"
     )
@@ -53,6 +69,20 @@ class StackSettings:
     cors_origins: str = _setting(
         "*", _cors_origins, "pages that may call the API and streams (CORS): *, or origins with cookies"
     )
+
+    def __post_init__(self) -> None:
+        if self.api_port + self.api_replicas - 1 > 65535:
+            raise SettingsError("AUTHSVC_API_REPLICAS: the replicas' ports would pass 65535")
+
+    @property
+    def api_ports(self) -> tuple[int, ...]:
+        """The ports of the authsvc replicas the local stack starts, one after the other."""
+        return tuple(range(self.api_port, self.api_port + self.api_replicas))
+
+    @property
+    def upstreams(self) -> tuple[str, ...]:
+        """Where nginx reaches authsvc: AUTHSVC_API_UPSTREAMS, else the stack's replicas."""
+        return self.api_upstreams or tuple(f"{self.api_host}:{port}" for port in self.api_ports)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackSettings:

@@ -40,6 +40,11 @@ from .settings import StackSettings
 MARKERS = {"redis": "redis-server", "authsvc": "authsvc", "nginx": "nginx", "stack": "authsvc"}
 
 
+def replica_name(n: int) -> str:
+    """The name of the n-th authsvc replica (from 1): ``authsvc``, then ``authsvc-2``..."""
+    return "authsvc" if n == 1 else f"authsvc-{n}"
+
+
 def secret_for(run_dir: Path) -> str:
     """The id secret kept in ``run_dir/secret``, made once: ids stay valid across restarts."""
     path = run_dir / "secret"
@@ -90,8 +95,13 @@ class Stack:
 
     @property
     def api_url(self) -> str:
-        """authsvc itself, behind nginx."""
+        """authsvc itself (the first replica), behind nginx."""
         return f"http://{LOOPBACK}:{self.ports.api_port}"
+
+    @property
+    def api_urls(self) -> list[str]:
+        """Every authsvc replica, behind nginx."""
+        return [f"http://{LOOPBACK}:{port}" for port in self.ports.api_ports]
 
     def start(self) -> None:
         """Start every part in order, each answering before the next starts."""
@@ -126,14 +136,28 @@ class Stack:
         """Stop redis-server (it saves its data first when ``persist``)."""
         self._stopped("redis")
 
+    @property
+    def replicas(self) -> list[str]:
+        """The names of the authsvc replicas (``authsvc``, ``authsvc-2``, ...), one per
+        port of ``ports.api_ports``; also their pid and log file names."""
+        return [replica_name(n) for n in range(1, len(self.ports.api_ports) + 1)]
+
     def start_authsvc(self) -> None:
-        """Start authsvc with ``env`` on the API port."""
-        log = self.run_dir / "authsvc.log"
-        self._started("authsvc", start_authsvc(self.ports.api_port, self.env, self.ports.workers, log))
+        """Start every authsvc replica with ``env``, each on its API port."""
+        for name, port in zip(self.replicas, self.ports.api_ports, strict=True):
+            log = self.run_dir / f"{name}.log"
+            self._started(name, start_authsvc(port, self.env, self.ports.workers, log))
 
     def stop_authsvc(self) -> None:
-        """Stop authsvc; nginx stays up and answers for it."""
-        self._stopped("authsvc")
+        """Stop every authsvc replica; nginx stays up and answers for them."""
+        for name in self.replicas:
+            self._stopped(name)
+
+    def kill_replica(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` (SIGKILL: no goodbye) to one replica and its workers, and reap it."""
+        proc = self.procs.pop(name)
+        stop_process(proc, sig)
+        (self.run_dir / "pids" / f"{name}.pid").unlink(missing_ok=True)
 
     def start_nginx(self) -> None:
         """Render the edge (and the demo origin's files), check and start nginx."""
@@ -145,7 +169,7 @@ class Stack:
 
     def stop(self) -> None:
         """Stop what was started, by PID, front to back."""
-        for name in ("nginx", "authsvc", "redis"):
+        for name in ("nginx", *self.replicas, "redis"):
             self._stopped(name)
 
     def dead(self) -> list[str]:
@@ -157,8 +181,12 @@ def stop_running(run_dir: Path) -> int:
     """``authsvc stack --stop``: stop the stack recorded under ``run_dir`` by its PIDs."""
     pids = run_dir / "pids"
     stopped = 0
-    # The supervising `authsvc stack` first: it stops its parts in order itself.
-    for name in ("stack", "nginx", "authsvc", "redis"):
+    # The supervising `authsvc stack` first: it stops its parts in order itself; then
+    # whatever it left, front to back (every replica, every Redis process).
+    names = ["stack", "nginx"]
+    for kind in ("authsvc", "redis"):
+        names += sorted(p.stem for p in pids.glob(f"{kind}*.pid"))
+    for name in names:
         path = pids / f"{name}.pid"
         if not path.exists():
             continue
@@ -166,7 +194,7 @@ def stop_running(run_dir: Path) -> int:
             pid = int(path.read_text().strip())
         except ValueError:
             pid = 0
-        if pid > 0 and alive(pid) and MARKERS[name] in cmdline(pid):
+        if pid > 0 and alive(pid) and MARKERS[name.split("-")[0]] in cmdline(pid):
             stop_pid(pid, timeout=20 if name == "stack" else 10)
             stopped += 1
         path.unlink(missing_ok=True)
@@ -194,8 +222,8 @@ def quick_start(stack: Stack) -> str:
     head = [
         f"CanWatch is up on {base}  (identity {s.identity}, limit {s.max_streams}, lease {ttl}, "
         f"gate cache {cache}, fail-open {'on' if s.fail_open else 'off'})",
-        f"  authsvc {stack.api_url}  redis {s.redis_url}  origin {stack.edge.origin_url}",
-        f"  logs: {stack.run_dir}/authsvc.log, {stack.prefix}/access.log, {stack.prefix}/error.log",
+        f"  authsvc {' '.join(stack.api_urls)}  redis {s.redis_url}  origin {stack.edge.origin_url}",
+        f"  logs: {stack.run_dir}/authsvc*.log, {stack.prefix}/access.log, {stack.prefix}/error.log",
         "",
     ]
     # The demo origin's playlist, or a path the platform's own origin serves.
