@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -26,28 +24,11 @@ from .ids import IdCodec
 from .leases import Leases, StoreUnavailable
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import spec
+from .redis_client import connect
 from .service import Service
 from .settings import Settings
 
 log = logging.getLogger("authsvc")
-
-
-def redis_client(settings: Settings) -> Redis:
-    """The connection pool for the auto-pipeline (authsvc/store.py).
-
-    Every call is bounded by the pipeline's own timeout around the whole batch, so there
-    is no per-read socket timeout (redis-py would arm a timer for every reply). The
-    pipeline replaces a pooled connection that died with a Redis restart itself, and
-    nothing is retried after a timeout, so a hung Redis costs one timeout, not several.
-    """
-    timeout = settings.redis_timeout_s
-    return Redis.from_url(
-        settings.redis_url,
-        socket_timeout=None,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        max_connections=256,
-    )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -115,7 +96,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = redis if redis is not None else redis_client(settings)
+        client = redis if redis is not None else connect(settings)
         app.state.svc = Service(
             settings=settings,
             codec=codec,

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
-
+from .redis_client import Client, auto_pipeline
 from .settings import Settings
-from .store import AutoPipeline, Script, StoreDataError, StoreUnavailable
+from .store import Script, StoreDataError, StoreUnavailable
 
 __all__ = [
     "Activation", "ActiveLeases", "Lease", "Leases", "Outcome", "StoreDataError", "StoreUnavailable", "Touch",
@@ -80,7 +79,7 @@ class Leases:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Client,
         settings: Settings,
         on_store_state: Callable[[bool, str], None] | None = None,
     ) -> None:
@@ -93,7 +92,7 @@ class Leases:
         self._default_limit = settings.max_streams
         self._policy = settings.limit_policy
         self._enforce = "1" if settings.enforce else "0"
-        self._pipeline = AutoPipeline(redis, settings.redis_timeout_s)
+        self._pipeline = auto_pipeline(redis, settings.redis_timeout_s)
         self._activate = Script(_script("activate.lua"))
         self._touch = Script(_script("touch.lua"))
         self._active = Script(_script("active.lua"))
@@ -195,8 +194,8 @@ class Leases:
         return int(await self._call(self._end_all(self._pipeline, keys, [])))
 
     async def ping(self) -> bool:
-        """True when Redis answers. Raises StoreUnavailable."""
-        return bool(await self._call(self._pipeline.execute("PING")))
+        """True when Redis answers (on a Cluster: every primary). Raises StoreUnavailable."""
+        return bool(await self._call(self._pipeline.ping()))
 
     async def close(self) -> None:
         """Let the batches under way finish."""

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
+from .redis_url import parse as parse_redis_url
+
 PREFIX = "AUTHSVC_"
 
 Policy = Literal["reject", "evict_oldest"]
@@ -117,7 +119,10 @@ class Settings:
     """Everything authsvc can be told, validated; build it directly in tests."""
 
     redis_url: str = _setting(
-        "redis://127.0.0.1:6379/0", _text, "Redis to keep leases in (may hold a password)", secret=True
+        "redis://127.0.0.1:6379/0",
+        _text,
+        "Redis to keep leases in: redis://, redis+cluster://, redis+sentinel:// (may hold a password)",
+        secret=True,
     )
     redis_timeout_ms: int = _setting(
         250, _int_range(10, 60_000), "timeout of every Redis call; past it the answer is 503"
@@ -175,8 +180,10 @@ class Settings:
             raise SettingsError("AUTHSVC_JWT_ALGORITHMS: only HS* algorithms go with AUTHSVC_JWT_SECRET")
         if self.jwt_public_key and hmac_algs:
             raise SettingsError("AUTHSVC_JWT_ALGORITHMS: HS* algorithms cannot go with a public key")
-        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError("AUTHSVC_REDIS_URL: must start with redis://, rediss:// or unix://")
+        try:
+            parse_redis_url(self.redis_url)
+        except ValueError as exc:
+            raise SettingsError(f"AUTHSVC_REDIS_URL: {exc}") from None
         if self.jwt_public_key:
             _check_public_key(self.jwt_public_key, self.effective_jwt_algorithms)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 
 Command = tuple[Any, ...]
 
@@ -38,6 +39,7 @@ _UNAVAILABLE = (
     redis_errors.OutOfMemoryError,
     redis_errors.TryAgainError,
     redis_errors.ClusterDownError,  # MASTERDOWN too
+    redis_errors.AskError,  # MOVED too: redirected more often than a batch follows
     redis_errors.ConnectionError,  # NOAUTH, WRONGPASS
     redis_errors.NoPermissionError,
 )
@@ -47,7 +49,8 @@ _RECONNECT = (redis_errors.ReadOnlyError, redis_errors.MasterDownError)
 
 
 class AutoPipeline:
-    """Sends the commands queued during one event-loop turn as one pipeline."""
+    """Sends the commands queued during one event-loop turn as one pipeline, on one pooled
+    connection of one Redis (a single server, or the primary a Sentinel names)."""
 
     def __init__(self, redis: Redis, timeout: float, max_batch: int = 128) -> None:
         self._redis = redis
@@ -77,6 +80,14 @@ class AutoPipeline:
                 raise StoreUnavailable(message)
             raise StoreDataError(message)
         return reply
+
+    async def ping(self) -> bool:
+        """True when Redis answers PING. Raises StoreUnavailable."""
+        return bool(await self.execute("PING"))
+
+    async def load_script(self, source: str, key: str) -> None:
+        """SCRIPT LOAD where ``key`` lives (here: the one Redis). Raises StoreUnavailable."""
+        await self.execute("SCRIPT", "LOAD", source)
 
     def _flush(self) -> None:
         if not self._queue:
@@ -109,39 +120,10 @@ class AutoPipeline:
                     future.set_exception(StoreUnavailable(failure))
 
     async def _round_trip(self, commands: list[Command]) -> list[Any]:
-        """Write every command at once on one pooled connection, then read the replies.
-
-        This is what a redis-py pipeline does, without its per-command bookkeeping
-        (response callbacks, command stack, retry wrapper): a third of its cost here.
-        A connection that fails before any reply arrived (a pooled one that died with a
-        Redis restart: the new server has run nothing) is replaced and the batch sent once
-        more; after the first reply nothing is sent twice.
-        """
         pool = self._redis.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            packed = conn.pack_commands(commands)
-            for attempt in (1, 2):
-                replies: list[Any] = []
-                try:
-                    await conn.send_packed_command(packed, check_health=False)
-                    for _ in commands:
-                        try:
-                            replies.append(await conn.read_response())
-                        except redis_errors.ResponseError as error:
-                            replies.append(error)
-                    return replies
-                except (redis_errors.ConnectionError, OSError):
-                    if replies or attempt == 2:
-                        raise
-                    await conn.disconnect()
-                    await conn.connect()
-            raise AssertionError("unreachable")
-        except BaseException:
-            # Cancelled (timeout) or failed mid-reply: what is left unread would be taken
-            # for the next batch's replies.
-            await conn.disconnect(nowait=True)
-            raise
+            return await pipelined(conn, commands)
         finally:
             await pool.release(conn)
 
@@ -150,6 +132,41 @@ class AutoPipeline:
         self._flush()
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
+
+
+async def pipelined(conn: AbstractConnection, commands: Sequence[Command]) -> list[Any]:
+    """Write every command at once on ``conn``, then read the replies (error replies are
+    returned, not raised).
+
+    This is what a redis-py pipeline does, without its per-command bookkeeping (response
+    callbacks, command stack, retry wrapper): a third of its cost here. A connection that
+    fails before any reply arrived (a pooled one that died with a Redis restart: the new
+    server has run nothing) is replaced and the batch sent once more; after the first
+    reply nothing is sent twice.
+    """
+    try:
+        packed = conn.pack_commands(commands)
+        for attempt in (1, 2):
+            replies: list[Any] = []
+            try:
+                await conn.send_packed_command(packed, check_health=False)
+                for _ in commands:
+                    try:
+                        replies.append(await conn.read_response())
+                    except redis_errors.ResponseError as error:
+                        replies.append(error)
+                return replies
+            except (redis_errors.ConnectionError, OSError):
+                if replies or attempt == 2:
+                    raise
+                await conn.disconnect()
+                await conn.connect()  # type: ignore[no-untyped-call]
+        raise AssertionError("unreachable")
+    except BaseException:
+        # Cancelled (timeout) or failed mid-reply: what is left unread would be taken
+        # for the next batch's replies.
+        await conn.disconnect(nowait=True)
+        raise
 
 
 class Script:
@@ -166,9 +183,10 @@ class Script:
 
     async def __call__(self, pipeline: AutoPipeline, keys: Sequence[str], args: Sequence[Any]) -> Any:
         reply = await pipeline.execute("EVALSHA", self.sha, len(keys), *keys, *args)
-        if isinstance(reply, redis_errors.NoScriptError):
-            await pipeline.execute("SCRIPT", "LOAD", self.source)
+        # On a Cluster a slot may move between the load and the call: load once more there.
+        for _ in range(3):
+            if not isinstance(reply, redis_errors.NoScriptError):
+                return reply
+            await pipeline.load_script(self.source, keys[0])
             reply = await pipeline.execute("EVALSHA", self.sha, len(keys), *keys, *args)
-            if isinstance(reply, redis_errors.NoScriptError):
-                raise StoreUnavailable("NoScriptError after SCRIPT LOAD")
-        return reply
+        raise StoreUnavailable("NoScriptError after SCRIPT LOAD")

@@ -150,6 +150,9 @@ class LocalCluster:
                     *self.nodes.base_args(port),
                     "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                     "--cluster-node-timeout", str(self.node_timeout_ms), "--cluster-port", str(bus_port),
+                    # Otherwise every node refuses every command (CLUSTERDOWN) from a
+                    # primary's failure until its replica takes over, about 1-2 s.
+                    "--cluster-require-full-coverage", "no",
                 ]  # fmt: skip
                 self.nodes.spawn(port, args)
             create = [self.nodes.cli, "--cluster", "create", *(f"{LOOPBACK}:{p}" for p in client)]

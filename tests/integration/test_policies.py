@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
+from topologies import Topology
 
 from conftest import AuthsvcFactory
-from harness import Client, RedisServer
+from harness import Client
 
 
 def metric(client: Client, name: str, **labels: str) -> float:
@@ -44,26 +45,26 @@ def test_heartbeat_keeps_a_lease_past_its_ttl(start_authsvc: AuthsvcFactory) -> 
     assert [s["streamId"] for s in client.active(user).json()["streams"]] == [stream]
 
 
-def test_ttl_zero_never_expires(start_authsvc: AuthsvcFactory, redis_server: RedisServer) -> None:
+def test_ttl_zero_never_expires(start_authsvc: AuthsvcFactory, topology: Topology) -> None:
     service = start_authsvc(lease_ttl_s=0)
     client = Client(service.url)
     user, stream = client.new_user(), client.new_stream()
     body = client.activate(user, stream).json()
     assert body["expiresAt"] is None
     key = service.env["AUTHSVC_KEY_PREFIX"] + "{" + user + "}:streams"
-    assert redis_server.command("PTTL", key) == "-1"
+    assert topology.command("PTTL", key) == "-1"
     assert client.active(user).json()["streams"][0]["expiresAt"] is None
 
 
 def test_the_lease_key_expires_with_its_newest_lease(
-    start_authsvc: AuthsvcFactory, redis_server: RedisServer
+    start_authsvc: AuthsvcFactory, topology: Topology
 ) -> None:
     service = start_authsvc(lease_ttl_s=30)
     client = Client(service.url)
     user, stream = client.new_user(), client.new_stream()
     client.activate(user, stream)
     key = service.env["AUTHSVC_KEY_PREFIX"] + "{" + user + "}:streams"
-    assert 29_000 < int(redis_server.command("PTTL", key)) <= 30_000
+    assert 29_000 < int(topology.command("PTTL", key)) <= 30_000
 
 
 def test_evict_oldest_ends_the_lease_idle_longest(start_authsvc: AuthsvcFactory) -> None:
@@ -105,7 +106,7 @@ def test_a_limit_of_zero_refuses_even_with_evict_oldest(start_authsvc: AuthsvcFa
 
 
 def test_moving_to_leases_that_never_expire_keeps_them(
-    start_authsvc: AuthsvcFactory, redis_server: RedisServer
+    start_authsvc: AuthsvcFactory, topology: Topology
 ) -> None:
     env = {"key_prefix": "ttlswitch:"}
     # Both deploys run before the lease is made: how long the second takes to start must
@@ -118,58 +119,54 @@ def test_moving_to_leases_that_never_expire_keeps_them(
     assert refreshed.json()["outcome"] == "refreshed", refreshed.text
     # Past the short deploy's TTL: the key (and the lease) must have outlived it.
     time.sleep(2.5)
-    assert redis_server.command("PTTL", "ttlswitch:{" + user + "}:streams") == "-1"
+    assert topology.command("PTTL", "ttlswitch:{" + user + "}:streams") == "-1"
     assert [s["streamId"] for s in forever.active(user).json()["streams"]] == [stream]
 
 
-def test_evicting_thousands_after_a_lowered_limit(
-    start_authsvc: AuthsvcFactory, redis_server: RedisServer
-) -> None:
+def test_evicting_thousands_after_a_lowered_limit(start_authsvc: AuthsvcFactory, topology: Topology) -> None:
     service = start_authsvc(limit_policy="evict_oldest", admin_token="admin-token-for-tests")
     client = Client(service.url)
     user, stream = client.new_user(), client.new_stream()
     key = service.env["AUTHSVC_KEY_PREFIX"] + "{" + user + "}:streams"
     now_ms = int(time.time() * 1000)
     members = [arg for i in range(9000) for arg in (str(now_ms - 9000 + i), f"old{i}")]
-    redis_server.command("ZADD", key, *members)  # more than Lua can unpack at once
+    topology.command("ZADD", key, *members)  # more than Lua can unpack at once
     r = client.activate(user, stream)
     assert r.status_code == 200 and r.json()["outcome"] == "evicted"
     assert len(r.json()["evicted"]) == 9000 - 3 + 1
     assert len(client.active(user).json()["streams"]) == 3
 
 
-def test_a_refusal_lists_at_most_100_streams(
-    start_authsvc: AuthsvcFactory, redis_server: RedisServer
-) -> None:
+def test_a_refusal_lists_at_most_100_streams(start_authsvc: AuthsvcFactory, topology: Topology) -> None:
     service = start_authsvc(max_streams=150)
     client = Client(service.url)
     user = client.new_user()
     key = service.env["AUTHSVC_KEY_PREFIX"] + "{" + user + "}:streams"
     now_ms = int(time.time() * 1000)
-    redis_server.command("ZADD", key, *[a for i in range(150) for a in (str(now_ms), f"s{i}")])
+    topology.command("ZADD", key, *[a for i in range(150) for a in (str(now_ms), f"s{i}")])
     body = client.activate(user, client.new_stream()).json()
     assert body["error"] == "Stream Limit Reached" and len(body["activeStreams"]) == 100
 
 
 def test_a_limit_that_is_not_a_number_counts_as_absent(
-    start_authsvc: AuthsvcFactory, redis_server: RedisServer
+    start_authsvc: AuthsvcFactory, topology: Topology
 ) -> None:
     service = start_authsvc(max_streams=1)
     client = Client(service.url)
     user = client.new_user()
-    redis_server.command("SET", service.env["AUTHSVC_KEY_PREFIX"] + "{" + user + "}:limit", "lots")
+    topology.command("SET", service.env["AUTHSVC_KEY_PREFIX"] + "{" + user + "}:limit", "lots")
     assert client.activate(user, client.new_stream()).status_code == 200
     assert client.activate(user, client.new_stream()).json()["limit"] == 1
     assert client.active(user).json()["limit"] == 1
 
 
 def test_a_broken_key_is_a_500_for_that_user_not_redis_down(
-    start_authsvc: AuthsvcFactory, redis_server: RedisServer
+    start_authsvc: AuthsvcFactory, topology: Topology
 ) -> None:
     service = start_authsvc()
     client = Client(service.url)
     user, other = client.new_user(), client.new_user()
-    redis_server.command("SET", service.env["AUTHSVC_KEY_PREFIX"] + "{" + user + "}:streams", "not a zset")
+    topology.command("SET", service.env["AUTHSVC_KEY_PREFIX"] + "{" + user + "}:streams", "not a zset")
     r = client.activate(user, client.new_stream())
     assert r.status_code == 500 and r.json() == {"status": "ko", "error": "Internal Server Error"}
     assert client.activate(other, client.new_stream()).status_code == 200

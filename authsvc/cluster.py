@@ -1,0 +1,240 @@
+"""The auto-pipeline on a Redis Cluster: one pipeline per node, redirects followed.
+
+Every decision is one script on one slot (the user's keys share the ``{user}`` hash tag),
+so a batch splits cleanly by the node that owns each command's slot. redis-py's
+``RedisCluster`` keeps the slot map and a connection pool per node; its own pipeline is
+not used because it answers a batch only when every node has, so one slow or dead node
+would hold up every other node's requests. Here each node's share goes out at once and is
+answered as soon as that node replies:
+
+- MOVED (the slot lives elsewhere now): the slot map is updated and the command resent
+  to the new owner.
+- ASK (the slot is being migrated and this key is already gone): ASKING + the command on
+  the target, once.
+- TRYAGAIN (a multi-key script on a slot mid-migration, its keys split between the two
+  nodes, or absent): sent again after a few milliseconds, until the batch's timeout.
+- A node that cannot be reached fails only its own commands (503), and the slot map is
+  asked again so that a replica promoted in its place is found as soon as it serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from typing import Any
+
+from redis import exceptions as redis_errors
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
+
+from .store import AutoPipeline, Command, StoreUnavailable, pipelined
+
+Item = tuple[Command, "asyncio.Future[Any]", ClusterNode | None]  # node: ASK target
+
+# Redirects and retries of one command within one batch; the batch's timeout bounds them.
+MAX_HOPS = 64
+# How long a slot map refresh waits after the previous one: nodes failing keep asking for
+# one, and a refresh costs every node a reconnect (redis-py recycles connections on it).
+REFRESH_INTERVAL_S = 0.1
+TRYAGAIN_PAUSE_S = (0.002, 0.005, 0.01, 0.02)
+
+
+class ClusterPipeline(AutoPipeline):
+    """Commands queued in one event-loop turn go to their slots' nodes, one pipeline per
+    node, all at once; each request is answered as soon as its node replies."""
+
+    def __init__(self, cluster: RedisCluster, timeout: float, max_batch: int = 128) -> None:
+        super().__init__(cluster, timeout, max_batch)  # type: ignore[arg-type]
+        self._cluster = cluster
+        self._nodes = cluster.nodes_manager
+        self._ready = False
+        self._start_lock = asyncio.Lock()
+        self._refresh: asyncio.Task[None] | None = None
+        self._refreshed_at = 0.0
+        self._loading: dict[tuple[str, str], asyncio.Future[list[Any]]] = {}
+
+    async def _send(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
+        failure = "no reply"
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._start()
+                await self._dispatch([(command, future, None) for command, future in batch], 0)
+        except (redis_errors.RedisError, redis_errors.RedisClusterException, TimeoutError, OSError) as exc:
+            failure = type(exc).__name__
+        except BaseException as exc:  # cancelled at shutdown, or a bug
+            failure = type(exc).__name__
+            raise
+        finally:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(StoreUnavailable(failure))
+
+    async def _start(self) -> None:
+        """Learn the slot map from the seed nodes, once (again on every batch until it works)."""
+        if self._ready:
+            return
+        async with self._start_lock:
+            if not self._ready:
+                await self._cluster.initialize()
+                self._ready = True
+
+    async def _dispatch(self, items: list[Item], hops: int) -> None:
+        groups: dict[ClusterNode, list[Item]] = {}
+        for item in items:
+            command, future, target = item
+            try:
+                node = target or self._node_for(command)
+            except (redis_errors.RedisClusterException, KeyError, IndexError) as exc:
+                future.set_exception(StoreUnavailable(f"no node serves this slot: {type(exc).__name__}"))
+                self.refresh_soon()
+                continue
+            groups.setdefault(node, []).append(item)
+        if len(groups) == 1:
+            ((node, share),) = groups.items()
+            await self._node_batch(node, share, hops)
+        elif groups:
+            await asyncio.gather(*(self._node_batch(node, share, hops) for node, share in groups.items()))
+
+    def _node_for(self, command: Command) -> ClusterNode:
+        """The primary serving the slot of the command's first key (every command here
+        touches one slot); a keyless command goes to the default node."""
+        name = command[0]
+        if name in ("EVALSHA", "EVAL"):
+            key = command[3] if int(command[2]) else None
+        else:
+            key = command[1] if len(command) > 1 else None
+        if key is None:
+            node = self._nodes.default_node
+            if node is None:
+                raise redis_errors.RedisClusterException("no default node")
+            return node
+        slot = key_slot(key.encode() if isinstance(key, str) else key)
+        return self._nodes.slots_cache[slot][0]
+
+    async def _node_batch(self, node: ClusterNode, items: list[Item], hops: int) -> None:
+        """One pipeline to one node; its replies answered, its redirects followed."""
+        commands: list[Command] = []
+        for command, _, target in items:
+            if target is not None:
+                commands.append(("ASKING",))
+            commands.append(command)
+        try:
+            replies = await self._round_trip_on(node, commands)
+        except (redis_errors.RedisError, OSError) as exc:
+            # Only this node's requests fail; the others are answered by their nodes.
+            for _, future, _ in items:
+                if not future.done():
+                    future.set_exception(StoreUnavailable(f"{type(exc).__name__} from {node.name}"))
+            self.refresh_soon()
+            return
+        again: list[Item] = []
+        busy: list[Item] = []
+        position = 0
+        for command, future, target in items:
+            if target is not None:
+                position += 1  # ASKING's OK
+            reply = replies[position]
+            position += 1
+            if hops < MAX_HOPS and isinstance(reply, redis_errors.MovedError):
+                await self._nodes.move_slot(reply)
+                again.append((command, future, None))
+            elif hops < MAX_HOPS and isinstance(reply, redis_errors.AskError):
+                again.append((command, future, self._node_at(reply.host, reply.port)))
+            elif hops < MAX_HOPS and isinstance(reply, redis_errors.TryAgainError):
+                busy.append((command, future, None))
+            else:
+                if isinstance(reply, (redis_errors.ClusterDownError, redis_errors.ReadOnlyError)):
+                    self.refresh_soon()
+                if not future.done():
+                    future.set_result(reply)
+        if busy:
+            await asyncio.sleep(TRYAGAIN_PAUSE_S[min(hops, len(TRYAGAIN_PAUSE_S) - 1)])
+        if again or busy:
+            await self._dispatch(again + busy, hops + 1)
+
+    def _node_at(self, host: str, port: int) -> ClusterNode:
+        node = self._nodes.get_node(host=host, port=port)
+        if node is None:  # a node this client has not met yet
+            node = ClusterNode(host, port, "primary", **self._nodes.connection_kwargs)
+            self._nodes.set_nodes(self._nodes.nodes_cache, {node.name: node})
+        return node
+
+    async def _round_trip_on(self, node: ClusterNode, commands: list[Command]) -> list[Any]:
+        conn = node.acquire_connection()
+        try:
+            # A slot map refresh marks every connection to be reconnected before next use.
+            await node.disconnect_if_needed(conn)
+            return await pipelined(conn, commands)
+        finally:
+            node.release(conn)
+
+    def refresh_soon(self) -> None:
+        """Ask the cluster for its slot map in the background, at most every 100 ms."""
+        if self._refresh is not None and not self._refresh.done():
+            return
+        if time.monotonic() - self._refreshed_at < REFRESH_INTERVAL_S:
+            return
+        self._refreshed_at = time.monotonic()
+        self._refresh = asyncio.ensure_future(self._refresh_slots())
+
+    async def _refresh_slots(self) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._nodes.initialize()
+        except (redis_errors.RedisError, redis_errors.RedisClusterException, TimeoutError, OSError):
+            pass  # the next failure asks again
+
+    async def ping(self) -> bool:
+        """True when every primary answers PING. Raises StoreUnavailable naming those that
+        do not."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._start()
+        except (redis_errors.RedisError, redis_errors.RedisClusterException, TimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"cluster unreachable: {type(exc).__name__}") from None
+        primaries = self._nodes.get_nodes_by_server_type("primary")
+        replies = await asyncio.gather(*(self._ping(node) for node in primaries))
+        silent = [node.name for node, ok in zip(primaries, replies, strict=True) if not ok]
+        if silent or not primaries:
+            self.refresh_soon()
+            raise StoreUnavailable("no answer from " + ", ".join(silent or ["any primary"]))
+        return True
+
+    async def _ping(self, node: ClusterNode) -> bool:
+        try:
+            async with asyncio.timeout(self._timeout):
+                (reply,) = await self._round_trip_on(node, [("PING",)])
+        except (redis_errors.RedisError, TimeoutError, OSError):
+            return False
+        return reply in (b"PONG", "PONG", True)
+
+    async def load_script(self, source: str, key: str) -> None:
+        """SCRIPT LOAD on the primary serving ``key``'s slot, once per node however many
+        requests found the script missing at the same time. Raises StoreUnavailable."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._start()
+                node = self._node_for(("GET", key))
+                key_ = (node.name, source)
+                loading = self._loading.get(key_)
+                if loading is None:
+                    loading = asyncio.ensure_future(self._round_trip_on(node, [("SCRIPT", "LOAD", source)]))
+                    self._loading[key_] = loading
+                    loading.add_done_callback(functools.partial(self._loaded, key_))
+                (reply,) = await asyncio.shield(loading)
+        except (redis_errors.RedisError, redis_errors.RedisClusterException, TimeoutError, OSError) as exc:
+            self.refresh_soon()
+            raise StoreUnavailable(f"SCRIPT LOAD: {type(exc).__name__}") from None
+        if isinstance(reply, redis_errors.RedisError):
+            raise StoreUnavailable(f"SCRIPT LOAD: {type(reply).__name__}")
+
+    def _loaded(self, key: tuple[str, str], _: object) -> None:
+        self._loading.pop(key, None)
+
+    async def drain(self) -> None:
+        """Wait for the batches under way, and stop a slot map refresh."""
+        await super().drain()
+        if self._refresh is not None:
+            self._refresh.cancel()
+            await asyncio.gather(self._refresh, return_exceptions=True)

@@ -1,0 +1,71 @@
+"""AUTHSVC_REDIS_URL: one Redis, a Cluster's seed nodes, or sentinels and a service name."""
+
+from __future__ import annotations
+
+import pytest
+
+from authsvc.redis_url import RedisURL, parse
+from authsvc.settings import Settings, SettingsError
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://127.0.0.1:6379/0", RedisURL("single", "redis://127.0.0.1:6379/0")),
+        ("rediss://h:6380", RedisURL("single", "rediss://h:6380", tls=True)),
+        ("unix:///run/redis.sock", RedisURL("single", "unix:///run/redis.sock")),
+        (
+            "redis+cluster://10.0.0.1:7000,10.0.0.2:7001",
+            RedisURL("cluster", "", hosts=(("10.0.0.1", 7000), ("10.0.0.2", 7001))),
+        ),
+        (
+            "rediss+cluster://app:p%40ss@redis-0.svc:6379/",
+            RedisURL("cluster", "", True, (("redis-0.svc", 6379),), "", "app", "p@ss"),
+        ),
+        (
+            "redis+sentinel://s1:26379,s2:26379,[::1]:26380/canwatch",
+            RedisURL("sentinel", "", False, (("s1", 26379), ("s2", 26379), ("::1", 26380)), "canwatch"),
+        ),
+        (
+            "rediss+sentinel://only-a-password@s1:26379/mymaster",
+            RedisURL("sentinel", "", True, (("s1", 26379),), "mymaster", None, "only-a-password"),
+        ),
+    ],
+)
+def test_good_urls(url: str, expected: RedisURL) -> None:
+    parsed = parse(url)
+    assert parsed.url == url
+    assert parsed == RedisURL(**{**expected.__dict__, "url": url})
+    assert Settings(redis_url=url).redis_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:6379",
+        "127.0.0.1:6379",
+        "redis+cluster://",
+        "redis+cluster://host",
+        "redis+cluster://host:0",
+        "redis+cluster://host:70000",
+        "redis+cluster://host:6379,",
+        "redis+cluster://host:6379,other",
+        "redis+cluster://host:6379/1",
+        "redis+cluster://host:6379?ssl=true",
+        "redis+sentinel://s1:26379",
+        "redis+sentinel://s1:26379/",
+        "redis+sentinel://s1:26379/a/b",
+        "redis+sentinel://s1:port/canwatch",
+        "redis+shard://s1:26379",
+    ],
+)
+def test_bad_urls_stop_start_up_naming_the_variable(url: str) -> None:
+    with pytest.raises(SettingsError, match=r"^AUTHSVC_REDIS_URL: "):
+        Settings.from_env({"AUTHSVC_REDIS_URL": url})
+
+
+def test_a_bad_url_does_not_echo_its_password() -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings(redis_url="redis+cluster://app:hunter2@host")
+    assert "hunter2" not in str(err.value)
+    assert "hunter2" not in repr(parse("redis+cluster://app:hunter2@host:1"))
