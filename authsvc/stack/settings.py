@@ -8,8 +8,20 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
-from ..settings import SettingsError, _bool, _float_range, _int_range, _optional_text, _read, _setting
+from ..settings import (
+    SettingsError,
+    _bool,
+    _choice,
+    _float_range,
+    _int_range,
+    _optional_text,
+    _read,
+    _setting,
+)
+
+RedisShape = Literal["single", "cluster", "sentinel"]
 
 
 def _listen_address(raw: str) -> str:
@@ -56,6 +68,12 @@ class StackSettings:
     api_replicas: int = _setting(
         1, _int_range(1, 16), "authsvc processes the stack starts, on AUTHSVC_API_PORT and the next ports"
     )
+    stack_redis: RedisShape = _setting(
+        "single",
+        _choice("single", "cluster", "sentinel"),
+        "Redis the stack starts: single, cluster (3 primaries + 3 replicas) or sentinel "
+        "(primary, replica, 3 sentinels); cluster and sentinel start 2 authsvc replicas",
+    )
     api_upstreams: tuple[str, ...] = _setting(
         (), _upstreams, "host:port,... of the authsvc replicas nginx spreads over (default: the stack's own)"
     )
@@ -87,4 +105,8 @@ class StackSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackSettings:
         """Read the stack's ``AUTHSVC_*`` variables; raise SettingsError naming a bad one."""
-        return cls(**_read(cls, os.environ if env is None else env))
+        values = _read(cls, os.environ if env is None else env)
+        # A Cluster or a Sentinel set is there to survive a failure: so are the replicas.
+        if values.get("stack_redis", "single") != "single":
+            values.setdefault("api_replicas", 2)
+        return cls(**values)

@@ -1,5 +1,9 @@
 """The whole stack on one command: redis-server, authsvc and nginx with the demo origin.
 
+Redis is one redis-server, or with ``AUTHSVC_STACK_REDIS`` a local Cluster (3 primaries,
+3 replicas) or Sentinel set (primary, replica, 3 sentinels) from ``topology``; authsvc is
+one process or ``AUTHSVC_API_REPLICAS`` of them behind nginx's upstream.
+
 ``authsvc stack`` (what ``make run`` calls) starts each part, waits until it answers,
 prints a quick start and stops everything by PID on Ctrl-C or SIGTERM. The PIDs go to
 ``.run/pids/`` so that ``authsvc stack --stop`` (``make stop``) can stop a stack run
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +39,7 @@ from .procs import (
     stop_process,
 )
 from .settings import StackSettings
+from .topology import LocalCluster, LocalSentinel
 
 # What each part's command line contains: a PID from a pid file is only signalled when
 # it still belongs to that part (PIDs are reused).
@@ -77,7 +83,9 @@ class Stack:
         self.run_dir = self.run_dir.resolve()
         self.env = dict(self.env)  # what is added below is the stack's, not the caller's
         self.own_redis = "AUTHSVC_REDIS_URL" not in self.env
+        self.topology: LocalCluster | LocalSentinel | None = None
         if self.own_redis:
+            # A Cluster's or Sentinel set's URL replaces this once their ports are known.
             self.env["AUTHSVC_REDIS_URL"] = f"redis://{LOOPBACK}:{self.ports.redis_port}/0"
         if not self.env.get("AUTHSVC_SECRET") and self.env.get("AUTHSVC_ID_CHECK", "mac") == "mac":
             self.env["AUTHSVC_SECRET"] = secret_for(self.run_dir)
@@ -105,7 +113,7 @@ class Stack:
 
     def start(self) -> None:
         """Start every part in order, each answering before the next starts."""
-        for binary in ("nginx", *(["redis-server"] if self.own_redis else [])):
+        for binary in ("nginx", *(["redis-server", "redis-cli"] if self.own_redis else [])):
             find_binary(binary)
         (self.run_dir / "pids").mkdir(parents=True, exist_ok=True)
         try:
@@ -128,13 +136,35 @@ class Stack:
         (self.run_dir / "pids" / f"{name}.pid").unlink(missing_ok=True)
 
     def start_redis(self) -> None:
-        """Start (or start again, on the same port and data) the local redis-server."""
-        log = self.run_dir / "redis.log"
-        self._started("redis", start_redis(self.ports.redis_port, self.run_dir / "redis", log, self.persist))
+        """Start (or start again, on the same port and data) the local redis-server; or,
+        with ``stack_redis`` cluster or sentinel, a new Cluster or Sentinel set (no
+        persistence) on free ports, and point authsvc at it."""
+        if self.ports.stack_redis == "single":
+            log = self.run_dir / "redis.log"
+            self._started(
+                "redis", start_redis(self.ports.redis_port, self.run_dir / "redis", log, self.persist)
+            )
+            return
+        workdir = self.run_dir / f"redis-{self.ports.stack_redis}"
+        # A Cluster node's nodes.conf names the ports of the last run: start afresh.
+        shutil.rmtree(workdir, ignore_errors=True)
+        topology = LocalCluster(workdir) if self.ports.stack_redis == "cluster" else LocalSentinel(workdir)
+        self.topology = topology
+        topology.start()
+        for port, proc in topology.nodes.procs.items():
+            (self.run_dir / "pids" / f"redis-{port}.pid").write_text(f"{proc.pid}\n")
+        self.env["AUTHSVC_REDIS_URL"] = topology.url
+        self.settings = Settings.from_env(self.env)
 
     def stop_redis(self) -> None:
-        """Stop redis-server (it saves its data first when ``persist``)."""
+        """Stop redis-server (it saves its data first when ``persist``), or every node of
+        the Cluster or Sentinel set."""
         self._stopped("redis")
+        if self.topology is not None:
+            self.topology.stop()
+            self.topology = None
+            for path in (self.run_dir / "pids").glob("redis-*.pid"):
+                path.unlink()
 
     @property
     def replicas(self) -> list[str]:
@@ -169,12 +199,16 @@ class Stack:
 
     def stop(self) -> None:
         """Stop what was started, by PID, front to back."""
-        for name in ("nginx", *self.replicas, "redis"):
+        for name in ("nginx", *self.replicas):
             self._stopped(name)
+        self.stop_redis()
 
     def dead(self) -> list[str]:
         """Parts that exited on their own."""
-        return [name for name, proc in self.procs.items() if proc.poll() is not None]
+        dead = [name for name, proc in self.procs.items() if proc.poll() is not None]
+        if self.topology is not None:
+            dead += [f"redis-{port}" for port, p in self.topology.nodes.procs.items() if p.poll() is not None]
+        return dead
 
 
 def stop_running(run_dir: Path) -> int:
