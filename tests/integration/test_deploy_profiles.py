@@ -94,6 +94,7 @@ def test_each_profile_has_the_shape_of_make_run(shape: str) -> None:
             for n in nodes:
                 args = services[n]["command"]
                 assert args[args.index("--cluster-announce-hostname") + 1] == n
+                assert args[args.index("--cluster-require-full-coverage") + 1] == "no"
             create = " ".join(services["redis-cluster-create"]["command"])
             assert "--cluster-replicas 1" in create and "for n in 1 2 3 4 5 6" in create
         else:
