@@ -55,3 +55,13 @@ def test_the_upstream_block_lists_every_replica(tmp_path: Path) -> None:
     proxy = (tmp_path / "edge" / "authsvc-proxy.conf").read_text()
     assert "proxy_next_upstream error timeout;" in proxy
     assert "non_idempotent" not in proxy
+
+
+def test_a_cluster_or_sentinel_stack_starts_two_replicas_unless_told() -> None:
+    assert StackSettings.from_env({}).api_replicas == 1
+    for shape in ("cluster", "sentinel"):
+        assert StackSettings.from_env({"AUTHSVC_STACK_REDIS": shape}).api_replicas == 2
+    told = {"AUTHSVC_STACK_REDIS": "cluster", "AUTHSVC_API_REPLICAS": "3"}
+    assert StackSettings.from_env(told).api_replicas == 3
+    with pytest.raises(SettingsError, match="AUTHSVC_STACK_REDIS"):
+        StackSettings.from_env({"AUTHSVC_STACK_REDIS": "galaxy"})
