@@ -15,6 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import redis
 
 from .procs import LOOPBACK, StackError, find_binary, free_port, spawn, stop_process, wait_port
 
@@ -252,36 +255,56 @@ class LocalCluster:
         MIGRATE-ing its keys in batches; the number of keys moved.
 
         IMPORTING on the target, MIGRATING on the source, keys moved (clients meanwhile
-        get ASK for keys already gone), then NODE on both and on every other primary.
+        get ASK for keys already gone, TRYAGAIN for scripts whose keys are split), then
+        NODE on both and on every other primary. One connection per node, as redis-cli
+        --cluster reshard does: the slot is in between for milliseconds.
         """
         nodes = {n.port: n for n in self.cluster_nodes()}
         source = next(n for n in nodes.values() if n.primary and n.owns(slot))
         target = nodes[target_port]
         if source.port == target_port:
             return 0
-        self._ok(target_port, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source.node_id)
-        self._ok(source.port, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target.node_id)
-        moved = 0
-        while True:
-            keys = self.nodes.command(source.port, "CLUSTER", "GETKEYSINSLOT", str(slot), str(batch)).split()
-            if not keys:
-                break
-            args = ["MIGRATE", LOOPBACK, str(target_port), "", "0", "5000", "KEYS", *keys]
-            reply = self.nodes.command(source.port, *args)
-            if reply not in ("OK", "NOKEY"):
-                raise StackError(f"MIGRATE of slot {slot} failed: {reply}")
-            moved += len(keys)
-        self._ok(target_port, "CLUSTER", "SETSLOT", str(slot), "NODE", target.node_id)
-        self._ok(source.port, "CLUSTER", "SETSLOT", str(slot), "NODE", target.node_id)
-        for node in nodes.values():
-            if node.primary and node.port not in (source.port, target_port) and not node.failed:
-                self.nodes.command(node.port, "CLUSTER", "SETSLOT", str(slot), "NODE", target.node_id)
+        others = [n.port for n in nodes.values() if n.primary and not n.failed]
+        conns = {port: redis.Redis(host=LOOPBACK, port=port, socket_timeout=5) for port in others}
+        try:
+            _run(conns[target_port], "CLUSTER SETSLOT", slot, "IMPORTING", source.node_id)
+            _run(conns[source.port], "CLUSTER SETSLOT", slot, "MIGRATING", target.node_id)
+            moved = 0
+            from_ = conns[source.port]
+            while keys := _run(from_, "CLUSTER GETKEYSINSLOT", slot, batch):
+                _run(from_, "MIGRATE", LOOPBACK, target_port, "", 0, 5000, "KEYS", *keys)
+                moved += len(keys)
+            _run(conns[target_port], "CLUSTER SETSLOT", slot, "NODE", target.node_id)
+            _run(conns[source.port], "CLUSTER SETSLOT", slot, "NODE", target.node_id)
+            for port in others:
+                if port not in (source.port, target_port):
+                    _run(conns[port], "CLUSTER SETSLOT", slot, "NODE", target.node_id)
+        except redis.RedisError as exc:
+            raise StackError(f"moving slot {slot} to {target_port}: {exc}") from None
+        finally:
+            for conn in conns.values():
+                conn.close()
         return moved
+
+    def reshard(self, source_port: int, target_port: int, slots: int, timeout: float = 60.0) -> None:
+        """Move ``slots`` slots (the lowest numbered) with their keys from one primary to
+        another with ``redis-cli --cluster reshard``."""
+        nodes = {n.port: n for n in self.cluster_nodes()}
+        args = [self.nodes.cli, "--cluster", "reshard", f"{LOOPBACK}:{source_port}"]
+        args += ["--cluster-from", nodes[source_port].node_id, "--cluster-to", nodes[target_port].node_id]
+        args += ["--cluster-slots", str(slots), "--cluster-yes", "--cluster-pipeline", "100"]
+        out = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        if out.returncode != 0:
+            raise StackError(f"redis-cli --cluster reshard failed:\n{out.stdout[-800:]}{out.stderr[-400:]}")
 
     def _ok(self, port: int, *args: str) -> None:
         reply = self.nodes.command(port, *args)
         if reply != "OK":
             raise StackError(f"{' '.join(args)} on {port}: {reply}")
+
+
+def _run(conn: redis.Redis, *args: Any) -> Any:
+    return conn.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
 def _parse_node(line: str) -> ClusterNode:

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from topologies import ClusterTopology, SentinelTopology, Topology, started
 
 from harness import Authsvc, RedisServer, settings_env
+from topologies import ClusterTopology, SentinelTopology, Topology, started
 
 # Test modules import this from "conftest", which is this file while they are collected.
 AuthsvcFactory = Callable[..., Authsvc]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
-from topologies import Topology
 
 from conftest import AuthsvcFactory
 from harness import Client
+from topologies import Topology
 
 
 def metric(client: Client, name: str, **labels: str) -> float:

@@ -1,0 +1,150 @@
+"""authsvc on a Redis Cluster: the limit stays exact on every primary, a primary that hangs
+fails only its own slots, slots moving under load cost no request, scripts reload per node."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from redis.crc import key_slot
+
+from authsvc.ids import IdCodec
+
+from harness import SECRET, Authsvc, Client, settings_env
+from load import Load
+from test_race import AT_ONCE, activation, fire_at_once
+from topologies import ClusterTopology
+
+TIMEOUT_MS = 250
+codec = IdCodec(SECRET)
+
+
+def slot_of(user: str) -> int:
+    return key_slot(user.encode())
+
+
+def users_by_primary(cluster: ClusterTopology, per_primary: int) -> dict[int, list[str]]:
+    """Issued user ids, ``per_primary`` on each primary."""
+    primaries = cluster.primaries()
+    found: dict[int, list[str]] = {p.port: [] for p in primaries}
+    while any(len(users) < per_primary for users in found.values()):
+        user = codec.issue("user")
+        port = next(p.port for p in primaries if p.owns(slot_of(user)))
+        if len(found[port]) < per_primary:
+            found[port].append(user)
+    return found
+
+
+@pytest.fixture
+def cluster_authsvc(redis_cluster: ClusterTopology) -> Iterator[Authsvc]:
+    service = Authsvc(settings_env(redis_cluster, redis_timeout_ms=TIMEOUT_MS))  # type: ignore[arg-type]
+    service.start()
+    yield service
+    service.stop()
+
+
+def exact_race(service: Authsvc, user: str) -> int:
+    """40 activations of one user at once; how many were admitted (and agree with /active)."""
+    streams = [codec.issue("stream") for _ in range(AT_ONCE)]
+    replies = fire_at_once(service.port, [activation(user, s) for s in streams])
+    statuses = [status for status, _ in replies]
+    assert set(statuses) <= {200, 403}, statuses
+    client = Client(service.url)
+    active = {a["streamId"] for a in client.active(user).json()["streams"]}
+    client.close()
+    assert active == {s for s, status in zip(streams, statuses, strict=True) if status == 200}
+    return statuses.count(200)
+
+
+def test_forty_at_once_on_every_primary(redis_cluster: ClusterTopology, cluster_authsvc: Authsvc) -> None:
+    by_primary = users_by_primary(redis_cluster, 7)
+    users = [u for trio in zip(*by_primary.values(), strict=True) for u in trio][:20]
+    assert {redis_cluster.primary_of(slot_of(u)) for u in users} == set(by_primary)
+    assert [exact_race(cluster_authsvc, user) for user in users] == [3] * 20
+
+
+def test_a_paused_primary_fails_only_its_own_slots_within_the_timeout(
+    redis_cluster: ClusterTopology, cluster_authsvc: Authsvc
+) -> None:
+    by_primary = users_by_primary(redis_cluster, 5)
+    paused, *others = sorted(by_primary)
+    client = Client(cluster_authsvc.url)
+    stream = codec.issue("stream")
+    # CLIENT PAUSE stops its clients, not the cluster bus: no failover starts.
+    redis_cluster.node_command(paused, "CLIENT", "PAUSE", "2000", "ALL")
+    try:
+        for port, users in by_primary.items():
+            for user in users:
+                started = time.monotonic()
+                r = client.activate(user, stream)
+                took = time.monotonic() - started
+                if port == paused:
+                    assert r.status_code == 503, r.text
+                    assert took < TIMEOUT_MS / 1000 + 0.5
+                else:
+                    assert r.status_code == 200, r.text
+    finally:
+        redis_cluster.node_command(paused, "CLIENT", "UNPAUSE")
+    assert others
+    r = client.http.get(f"{client.base}/readyz", timeout=5)
+    assert r.status_code == 200, r.text
+    client.close()
+
+
+def test_scripts_flushed_on_every_node_are_loaded_again_where_needed(
+    redis_cluster: ClusterTopology, cluster_authsvc: Authsvc
+) -> None:
+    users = [u for us in users_by_primary(redis_cluster, 3).values() for u in us]
+    client = Client(cluster_authsvc.url)
+    stream = codec.issue("stream")
+    for user in users:
+        assert client.activate(user, stream).status_code == 200
+    for node in redis_cluster.primaries():
+        assert redis_cluster.node_command(node.port, "SCRIPT", "FLUSH") == "OK"
+    for user in users:
+        assert client.heartbeat(user, stream).status_code == 200
+        assert client.activate(user, codec.issue("stream")).status_code == 200
+    client.close()
+
+
+def test_resharding_under_load_fails_no_request(
+    redis_cluster: ClusterTopology, cluster_authsvc: Authsvc
+) -> None:
+    """Slots move with their keys (redis-cli --cluster reshard, then CLUSTER SETSLOT steps
+    with MIGRATE) while 200 users activate, heartbeat and pass the gate: no request fails,
+    none takes past the timeout, no lease is lost, and the limit is exact afterwards."""
+    source, target, _ = (n.port for n in redis_cluster.primaries())
+    low = next(n for n in redis_cluster.primaries() if n.port == source).slots[0][0]
+    # Half the users live in the first 110 slots of the source: those are the ones moved.
+    moving: list[str] = []
+    while len(moving) < 100:
+        user = codec.issue("user")
+        if low <= slot_of(user) < low + 110:
+            moving.append(user)
+    users = moving + [codec.issue("user") for _ in range(100)]
+    load = Load(cluster_authsvc.url, users, {u: [codec.issue("stream") for _ in range(3)] for u in users})
+    load.admit_all()
+    load.start()
+    try:
+        wait_for_requests(load, 300)
+        redis_cluster.reshard(source, target, 100)
+        for slot in sorted({slot_of(u) for u in moving if slot_of(u) >= low + 100}):
+            redis_cluster.move_slot(slot, target)
+        wait_for_requests(load, len(load.outcomes) + 300)
+    finally:
+        load.stop()
+    assert {redis_cluster.primary_of(slot_of(u)) for u in moving} == {target}
+    assert load.errors() == []
+    assert load.lost == []
+    assert max(o.seconds for o in load.outcomes) < TIMEOUT_MS / 1000 + 0.1
+    fresh = next(u for u in iter(lambda: codec.issue("user"), "") if low <= slot_of(u) < low + 110)
+    assert exact_race(cluster_authsvc, fresh) == 3
+
+
+def wait_for_requests(load: Load, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(load.outcomes) < count:
+        assert time.monotonic() < deadline, f"only {len(load.outcomes)} requests in {timeout} s"
+        threading.Event().wait(0.05)
