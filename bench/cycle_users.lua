@@ -5,10 +5,13 @@
 local pairs_ = {}
 local offset = 0
 local n = 0
+local threads = {}
+-- Answers other than 200, by status, per thread (read back in done()).
+statuses = {}
 
 setup = function(thread)
-  setup_count = (setup_count or 0) + 1
-  thread:set("thread_index", setup_count)
+  threads[#threads + 1] = thread
+  thread:set("thread_index", #threads)
 end
 
 init = function(args)
@@ -30,7 +33,24 @@ request = function()
   return wrk.format("PATCH", "/streams/" .. pair[2] .. op, {["x-userid"] = pair[1]})
 end
 
+response = function(status, headers, body)
+  if status ~= 200 then
+    statuses[status] = (statuses[status] or 0) + 1
+  end
+end
+
 done = function(summary, latency, requests)
+  local bad = {}
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("statuses")) do
+      bad[status] = (bad[status] or 0) + count
+    end
+  end
+  local shown = ""
+  for status, count in pairs(bad) do
+    shown = shown .. status .. "x" .. count .. ","
+  end
+  io.write("STATUSES " .. shown .. "\n")
   io.write(string.format("RESULT rps=%.1f p50_ms=%.3f p99_ms=%.3f requests=%d non2xx=%d errors=%d\n",
     summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
     latency:percentile(99) / 1000, summary.requests, summary.errors.status,
