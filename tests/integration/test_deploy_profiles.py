@@ -145,6 +145,7 @@ def test_the_redis_configuration_runs_on_the_real_redis_server(tmp_path: Path) -
         node_port, primary_port, sentinel_port = free_port(), free_port(), free_port()
         args = SERVICES["redis-cluster-1"]["command"][1:]
         node = [binary, *args, "--port", str(node_port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]
+        node += ["--cluster-port", str(free_port())]  # the default, port + 10000, may not exist
         log = tmp_path / "node.log"
         procs.append(spawn(node, log))
         wait_port(node_port, procs[-1], log)
