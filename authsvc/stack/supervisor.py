@@ -13,6 +13,7 @@ ports in a temp dir.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -113,7 +114,12 @@ class Stack:
 
     def start(self) -> None:
         """Start every part in order, each answering before the next starts."""
-        for binary in ("nginx", *(["redis-server", "redis-cli"] if self.own_redis else [])):
+        binaries = ["nginx"]
+        if self.own_redis:
+            binaries.append("redis-server")
+            if self.ports.stack_redis == "cluster":
+                binaries.append("redis-cli")  # `redis-cli --cluster create` joins the nodes
+        for binary in binaries:
             find_binary(binary)
         (self.run_dir / "pids").mkdir(parents=True, exist_ok=True)
         try:
@@ -186,7 +192,10 @@ class Stack:
     def kill_replica(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` (SIGKILL: no goodbye) to one replica and its workers, and reap it."""
         proc = self.procs.pop(name)
-        stop_process(proc, sig)
+        # Its workers too: every part leads a process group of its own (procs.spawn).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        proc.wait(10)
         (self.run_dir / "pids" / f"{name}.pid").unlink(missing_ok=True)
 
     def start_nginx(self) -> None:
