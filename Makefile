@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: run stop test test-stress unit integration e2e endtoend lint bench-api bench-gate system-deps test-deps clean
+.PHONY: run stop test test-stress unit integration e2e endtoend lint bench-api bench-gate bench-scale system-deps test-deps clean
 
 $(READY): pyproject.toml requirements.lock requirements-dev.lock
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { scripts/need.sh "__venv__:python3-venv" && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
@@ -69,6 +69,11 @@ bench-api: $(READY) system-deps
 bench-gate: $(READY) system-deps
 	@scripts/need.sh wrk:wrk
 	$(PY) bench/gate.py
+
+# Memory at a million users, throughput vs number of users, Cluster vs single Redis.
+bench-scale: $(READY) system-deps
+	@scripts/need.sh wrk:wrk
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf $(VENV) .run build *.egg-info

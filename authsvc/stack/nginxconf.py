@@ -64,6 +64,8 @@ class EdgeConfig:
     origin_port: int = 9006
     host: str = "127.0.0.1"
     api_host: str = "127.0.0.1"
+    # host:port of every authsvc replica; empty = api_host:api_port alone.
+    api_upstreams: tuple[str, ...] = ()
     identity: IdentityMode = "header"
     gate_cache_s: float = 0.0
     fail_open: bool = False
@@ -106,6 +108,7 @@ class EdgeConfig:
             origin_port=stack.origin_port,
             host=stack.host,
             api_host=stack.api_host,
+            api_upstreams=stack.upstreams,
             identity=settings.identity,
             gate_cache_s=stack.gate_cache_s,
             fail_open=settings.fail_open,
@@ -151,6 +154,14 @@ def _origin_tls(scheme: str) -> str:
         "# Verify the origin's certificate against the system's CAs (nginx does not by default).\n"
         f"proxy_ssl_verify on;\nproxy_ssl_verify_depth 4;\nproxy_ssl_trusted_certificate {CA_BUNDLE};"
     )
+
+
+def _api_servers(config: EdgeConfig) -> str:
+    """The ``server`` lines of the authsvc upstream, one per replica."""
+    upstreams = config.api_upstreams or (f"{config.api_host}:{config.api_port}",)
+    # max_fails=1 fail_timeout=2s: a replica that refused a connection is left out for
+    # 2 s, then tried again by one request (a restarted replica is back that soon).
+    return "\n".join(f"        server {u} max_fails=1 fail_timeout=2s;" for u in upstreams)
 
 
 def _cors_maps(origins: str) -> tuple[str, str]:
@@ -226,6 +237,7 @@ def _values(config: EdgeConfig) -> dict[str, str]:
         "port": str(config.port),
         "api_port": str(config.api_port),
         "api_host": config.api_host,
+        "api_servers": _api_servers(config),
         "origin_port": str(config.origin_port),
         "origin_root": str(config.demo_root or ""),
         "origin_scheme": scheme,

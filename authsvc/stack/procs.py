@@ -55,6 +55,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports nothing listens on now (the
+    stack's authsvc replicas take AUTHSVC_API_PORT and the ports after it)."""
+    for _ in range(100):
+        first = free_port()
+        if first + count - 1 > 65535:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(first + 1, first + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        return first
+    raise StackError(f"found no {count} consecutive free loopback ports")
+
+
 def wait_port(
     port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 10.0, host: str = LOOPBACK
 ) -> None:

@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from ..settings import (
     SettingsError,
@@ -20,6 +21,8 @@ from ..settings import (
     _read,
     _setting,
 )
+
+RedisShape = Literal["single", "cluster", "sentinel"]
 
 
 def _listen_address(raw: str) -> str:
@@ -79,6 +82,16 @@ def _user(raw: str) -> str | None:
     return raw or None
 
 
+def _upstreams(raw: str) -> tuple[str, ...]:
+    # Rendered into nginx's upstream block: host:port each, nothing else.
+    entries = tuple(e.strip() for e in raw.split(",") if e.strip())
+    for entry in entries:
+        host, _, port = entry.rpartition(":")
+        if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", host) or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be a comma-separated list of host:port, like 10.0.0.5:9005,10.0.0.6:9005")
+    return entries
+
+
 @dataclass(frozen=True)
 class StackSettings:
     """Ports and switches of the local stack that `make run` starts (nginx, Redis, authsvc)."""
@@ -92,6 +105,18 @@ class StackSettings:
         None, _optional_text, "stream origin to gate (default: the demo origin)"
     )
     workers: int = _setting(1, _int_range(1, 64), "authsvc worker processes")
+    api_replicas: int = _setting(
+        1, _int_range(1, 16), "authsvc processes the stack starts, on AUTHSVC_API_PORT and the next ports"
+    )
+    stack_redis: RedisShape = _setting(
+        "single",
+        _choice("single", "cluster", "sentinel"),
+        "Redis the stack starts: single, cluster (3 primaries + 3 replicas) or sentinel "
+        "(primary, replica, 3 sentinels); cluster and sentinel start 2 authsvc replicas",
+    )
+    api_upstreams: tuple[str, ...] = _setting(
+        (), _upstreams, "host:port,... of the authsvc replicas nginx spreads over (default: the stack's own)"
+    )
     gate_cache_s: float = _setting(
         0.0, _float_range(0, 60), "micro-cache of allowed gate decisions, seconds; 0 = off"
     )
@@ -121,8 +146,24 @@ class StackSettings:
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SettingsError("AUTHSVC_TLS_CERT and AUTHSVC_TLS_KEY must be set together")
+        if self.api_port + self.api_replicas - 1 > 65535:
+            raise SettingsError("AUTHSVC_API_REPLICAS: the replicas' ports would pass 65535")
+
+    @property
+    def api_ports(self) -> tuple[int, ...]:
+        """The ports of the authsvc replicas the local stack starts, one after the other."""
+        return tuple(range(self.api_port, self.api_port + self.api_replicas))
+
+    @property
+    def upstreams(self) -> tuple[str, ...]:
+        """Where nginx reaches authsvc: AUTHSVC_API_UPSTREAMS, else the stack's replicas."""
+        return self.api_upstreams or tuple(f"{self.api_host}:{port}" for port in self.api_ports)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackSettings:
         """Read the stack's ``AUTHSVC_*`` variables; raise SettingsError naming a bad one."""
-        return cls(**_read(cls, os.environ if env is None else env))
+        values = _read(cls, os.environ if env is None else env)
+        # A Cluster or a Sentinel set is there to survive a failure: so are the replicas.
+        if values.get("stack_redis", "single") != "single":
+            values.setdefault("api_replicas", 2)
+        return cls(**values)

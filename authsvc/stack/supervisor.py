@@ -1,5 +1,9 @@
 """The whole stack on one command: redis-server, authsvc and nginx with the demo origin.
 
+Redis is one redis-server, or with ``AUTHSVC_STACK_REDIS`` a local Cluster (3 primaries,
+3 replicas) or Sentinel set (primary, replica, 3 sentinels) from ``topology``; authsvc is
+one process or ``AUTHSVC_API_REPLICAS`` of them behind nginx's upstream.
+
 ``authsvc stack`` (what ``make run`` calls) starts each part, waits until it answers,
 prints a quick start and stops everything by PID on Ctrl-C or SIGTERM. The PIDs go to
 ``.run/pids/`` so that ``authsvc stack --stop`` (``make stop``) can stop a stack run
@@ -9,8 +13,10 @@ ports in a temp dir.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,10 +40,16 @@ from .procs import (
     stop_process,
 )
 from .settings import StackSettings
+from .topology import LocalCluster, LocalSentinel
 
 # What each part's command line contains: a PID from a pid file is only signalled when
 # it still belongs to that part (PIDs are reused).
 MARKERS = {"redis": "redis-server", "authsvc": "authsvc", "nginx": "nginx", "stack": "authsvc"}
+
+
+def replica_name(n: int) -> str:
+    """The name of the n-th authsvc replica (from 1): ``authsvc``, then ``authsvc-2``..."""
+    return "authsvc" if n == 1 else f"authsvc-{n}"
 
 
 def secret_for(run_dir: Path) -> str:
@@ -72,7 +84,9 @@ class Stack:
         self.run_dir = self.run_dir.resolve()
         self.env = dict(self.env)  # what is added below is the stack's, not the caller's
         self.own_redis = "AUTHSVC_REDIS_URL" not in self.env
+        self.topology: LocalCluster | LocalSentinel | None = None
         if self.own_redis:
+            # A Cluster's or Sentinel set's URL replaces this once their ports are known.
             self.env["AUTHSVC_REDIS_URL"] = f"redis://{LOOPBACK}:{self.ports.redis_port}/0"
         if not self.env.get("AUTHSVC_SECRET") and self.env.get("AUTHSVC_ID_CHECK", "mac") == "mac":
             self.env["AUTHSVC_SECRET"] = secret_for(self.run_dir)
@@ -102,12 +116,22 @@ class Stack:
 
     @property
     def api_url(self) -> str:
-        """authsvc itself, behind nginx."""
+        """authsvc itself (the first replica), behind nginx."""
         return f"http://{LOOPBACK}:{self.ports.api_port}"
+
+    @property
+    def api_urls(self) -> list[str]:
+        """Every authsvc replica, behind nginx."""
+        return [f"http://{LOOPBACK}:{port}" for port in self.ports.api_ports]
 
     def start(self) -> None:
         """Start every part in order, each answering before the next starts."""
-        for binary in ("nginx", *(["redis-server"] if self.own_redis else [])):
+        binaries = ["nginx"]
+        if self.own_redis:
+            binaries.append("redis-server")
+            if self.ports.stack_redis == "cluster":
+                binaries.append("redis-cli")  # `redis-cli --cluster create` joins the nodes
+        for binary in binaries:
             find_binary(binary)
         (self.run_dir / "pids").mkdir(parents=True, exist_ok=True)
         try:
@@ -130,22 +154,61 @@ class Stack:
         (self.run_dir / "pids" / f"{name}.pid").unlink(missing_ok=True)
 
     def start_redis(self) -> None:
-        """Start (or start again, on the same port and data) the local redis-server."""
-        log = self.run_dir / "redis.log"
-        self._started("redis", start_redis(self.ports.redis_port, self.run_dir / "redis", log, self.persist))
+        """Start (or start again, on the same port and data) the local redis-server; or,
+        with ``stack_redis`` cluster or sentinel, a new Cluster or Sentinel set (no
+        persistence) on free ports, and point authsvc at it."""
+        if self.ports.stack_redis == "single":
+            log = self.run_dir / "redis.log"
+            self._started(
+                "redis", start_redis(self.ports.redis_port, self.run_dir / "redis", log, self.persist)
+            )
+            return
+        workdir = self.run_dir / f"redis-{self.ports.stack_redis}"
+        # A Cluster node's nodes.conf names the ports of the last run: start afresh.
+        shutil.rmtree(workdir, ignore_errors=True)
+        topology = LocalCluster(workdir) if self.ports.stack_redis == "cluster" else LocalSentinel(workdir)
+        self.topology = topology
+        topology.start()
+        for port, proc in topology.nodes.procs.items():
+            (self.run_dir / "pids" / f"redis-{port}.pid").write_text(f"{proc.pid}\n")
+        self.env["AUTHSVC_REDIS_URL"] = topology.url
+        self.settings = Settings.from_env(self.env)
 
     def stop_redis(self) -> None:
-        """Stop redis-server (it saves its data first when ``persist``)."""
+        """Stop redis-server (it saves its data first when ``persist``), or every node of
+        the Cluster or Sentinel set."""
         self._stopped("redis")
+        if self.topology is not None:
+            self.topology.stop()
+            self.topology = None
+            for path in (self.run_dir / "pids").glob("redis-*.pid"):
+                path.unlink()
+
+    @property
+    def replicas(self) -> list[str]:
+        """The names of the authsvc replicas (``authsvc``, ``authsvc-2``, ...), one per
+        port of ``ports.api_ports``; also their pid and log file names."""
+        return [replica_name(n) for n in range(1, len(self.ports.api_ports) + 1)]
 
     def start_authsvc(self) -> None:
-        """Start authsvc with ``env`` on the API port."""
-        log = self.run_dir / "authsvc.log"
-        self._started("authsvc", start_authsvc(self.ports.api_port, self.env, self.ports.workers, log))
+        """Start every authsvc replica with ``env``, each on its API port."""
+        for name, port in zip(self.replicas, self.ports.api_ports, strict=True):
+            log = self.run_dir / f"{name}.log"
+            self._started(name, start_authsvc(port, self.env, self.ports.workers, log))
 
     def stop_authsvc(self) -> None:
-        """Stop authsvc; nginx stays up and answers for it."""
-        self._stopped("authsvc")
+        """Stop every authsvc replica; nginx stays up and answers for them."""
+        for name in self.replicas:
+            self._stopped(name)
+
+    def kill_replica(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` (SIGKILL: no goodbye) to one replica and its workers, and reap it."""
+        proc = self.procs.pop(name)
+        # Its workers too: every part leads a process group of its own (procs.spawn).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        proc.wait(10)
+        (self.run_dir / "pids" / f"{name}.pid").unlink(missing_ok=True)
 
     def start_nginx(self) -> None:
         """Render the edge (and the demo origin's files), check and start nginx."""
@@ -158,20 +221,28 @@ class Stack:
 
     def stop(self) -> None:
         """Stop what was started, by PID, front to back."""
-        for name in ("nginx", "authsvc", "redis"):
+        for name in ("nginx", *self.replicas):
             self._stopped(name)
+        self.stop_redis()
 
     def dead(self) -> list[str]:
         """Parts that exited on their own."""
-        return [name for name, proc in self.procs.items() if proc.poll() is not None]
+        dead = [name for name, proc in self.procs.items() if proc.poll() is not None]
+        if self.topology is not None:
+            dead += [f"redis-{port}" for port, p in self.topology.nodes.procs.items() if p.poll() is not None]
+        return dead
 
 
 def stop_running(run_dir: Path) -> int:
     """``authsvc stack --stop``: stop the stack recorded under ``run_dir`` by its PIDs."""
     pids = run_dir / "pids"
     stopped = 0
-    # The supervising `authsvc stack` first: it stops its parts in order itself.
-    for name in ("stack", "nginx", "authsvc", "redis"):
+    # The supervising `authsvc stack` first: it stops its parts in order itself; then
+    # whatever it left, front to back (every replica, every Redis process).
+    names = ["stack", "nginx"]
+    for kind in ("authsvc", "redis"):
+        names += sorted(p.stem for p in pids.glob(f"{kind}*.pid"))
+    for name in names:
         path = pids / f"{name}.pid"
         if not path.exists():
             continue
@@ -179,7 +250,7 @@ def stop_running(run_dir: Path) -> int:
             pid = int(path.read_text().strip())
         except ValueError:
             pid = 0
-        if pid > 0 and alive(pid) and MARKERS[name] in cmdline(pid):
+        if pid > 0 and alive(pid) and MARKERS[name.split("-")[0]] in cmdline(pid):
             stop_pid(pid, timeout=20 if name == "stack" else 10)
             stopped += 1
         path.unlink(missing_ok=True)
@@ -207,8 +278,8 @@ def quick_start(stack: Stack) -> str:
     head = [
         f"CanWatch is up on {base}  (identity {s.identity}, limit {s.max_streams}, lease {ttl}, "
         f"gate cache {cache}, fail-open {'on' if s.fail_open else 'off'})",
-        f"  authsvc {stack.api_url}  redis {s.redis_url}  origin {stack.edge.origin_url}",
-        f"  logs: {stack.run_dir}/authsvc.log, {stack.prefix}/access.log, {stack.prefix}/error.log",
+        f"  authsvc {' '.join(stack.api_urls)}  redis {s.redis_url}  origin {stack.edge.origin_url}",
+        f"  logs: {stack.run_dir}/authsvc*.log, {stack.prefix}/access.log, {stack.prefix}/error.log",
         f"  the player page: {base}/player/",
     ]
     if stack.ports.tls_port:

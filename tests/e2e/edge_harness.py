@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from authsvc.stack.procs import free_port
+from authsvc.stack.procs import free_port, free_ports
 from authsvc.stack.settings import StackSettings
 from authsvc.stack.supervisor import Stack
 
@@ -98,7 +98,7 @@ def launch(run_dir: Path, ungated: bool = False, **settings: Any) -> Stack:
     stack_fields = set(StackSettings.__dataclass_fields__)
     ports = StackSettings(
         port=free_port(),
-        api_port=free_port(),
+        api_port=free_ports(int(settings.get("api_replicas", 1))),  # one port per replica
         redis_port=free_port(),
         origin_port=free_port(),
         tls_port=free_port(),
