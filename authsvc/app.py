@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 
 from . import __version__, logs
 from .appstate import STATE_KEY, AppState, app_state
+from .gatetoken import TokenIssuer
 from .hotpath import HotPath, encode
 from .identity import IdentityResolver
 from .ids import IdCodec
@@ -88,6 +89,9 @@ def create_app(settings: Settings) -> ASGIApp:
             leases=Leases(client, settings, _store_observer(metrics)),
             metrics=metrics,
             log=log,
+            tokens=TokenIssuer(settings.secret, settings.gate_token_s)
+            if settings.gate_token_s and settings.secret
+            else None,
         )
         log.info(
             "authsvc started",

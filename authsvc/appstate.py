@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .gatetoken import TokenIssuer
 from .identity import IdentityResolver
 from .ids import IdCodec
 from .leases import Leases
@@ -25,6 +26,7 @@ class AppState:
     leases: Leases
     metrics: Metrics
     log: logging.Logger
+    tokens: TokenIssuer | None = None  # lease tokens for nginx, when AUTHSVC_GATE_TOKEN_S is on
 
 
 def app_state(scope_state: Mapping[str, Any]) -> AppState:
