@@ -1,6 +1,7 @@
 # CanWatch. `make run` starts the whole stack on http://localhost:9004; `make test` runs
 # every test. Both install what is missing: the Python environment (.venv, pinned by
-# requirements.lock) and, through apt-get when root, Debian's redis-server and nginx.
+# requirements.lock) and, through apt-get when root, Debian's redis-server and nginx
+# (and for the tests ffmpeg, chromium and chromium-driver).
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -20,9 +21,11 @@ $(READY): pyproject.toml requirements.lock requirements-dev.lock
 system-deps:
 	@scripts/need.sh redis-server:redis-server redis-cli:redis-tools nginx:nginx
 
-# promtool checks the Prometheus config and alert rules in the tests.
+# promtool checks the Prometheus config and alert rules in the tests; ffmpeg is the HLS
+# player of the end-to-end tests, chromium (driven through chromedriver) the browser;
+# curl speaks HTTP/2 to the edge; prometheus scrapes the stack in an end-to-end test.
 test-deps: system-deps
-	@scripts/need.sh promtool:prometheus
+	@scripts/need.sh promtool:prometheus prometheus:prometheus ffmpeg:ffmpeg chromium:chromium chromedriver:chromium-driver curl:curl
 
 run: $(READY) system-deps
 	$(PY) -m authsvc stack
@@ -52,11 +55,11 @@ unit: $(READY)
 integration: $(READY) test-deps
 	$(PYTEST) tests/integration -q
 
-e2e: $(READY) system-deps
+e2e: $(READY) test-deps
 	$(PYTEST) tests/e2e -q
 
 # Against any deployment: HOST=http://host:port make endtoend
-endtoend: $(READY) system-deps
+endtoend: $(READY) test-deps
 	$(PYTEST) tests/e2e -q
 
 bench-api: $(READY) system-deps

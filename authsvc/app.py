@@ -8,6 +8,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from redis.asyncio import RedisCluster
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp
 
 from . import __version__, logs
 from .appstate import STATE_KEY, AppState, app_state
+from .drain import Drain
 from .gatetoken import TokenIssuer
 from .hotpath import HotPath, encode
 from .identity import IdentityResolver
@@ -26,6 +28,7 @@ from .metrics import Metrics
 from .replies import Call, Reply, error_reply, ko
 from .routes import ROUTES, Route, serve
 from .settings import Settings
+from .stats import ActiveGauges
 from .store import redis_client
 
 log = logging.getLogger("authsvc")
@@ -82,13 +85,23 @@ def create_app(settings: Settings) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, AppState]]:
         client = redis_client(settings)
+        leases = Leases(client, settings, _store_observer(metrics))
+        gauges = (metrics.active_leases, metrics.active_users)
         state = AppState(
             settings=settings,
             codec=codec,
             identity=IdentityResolver(settings, codec),
-            leases=Leases(client, settings, _store_observer(metrics)),
+            leases=leases,
             metrics=metrics,
             log=log,
+            drain=Drain(settings.drain_s),
+            active=ActiveGauges(
+                client,
+                leases.stats_keys,
+                settings.lease_ttl_ms,
+                gauges,
+                cluster=isinstance(client, RedisCluster),
+            ),
             tokens=TokenIssuer(settings.secret, settings.gate_token_s)
             if settings.gate_token_s and settings.secret
             else None,
@@ -105,6 +118,7 @@ def create_app(settings: Settings) -> ASGIApp:
                 "id_check": settings.id_check,
             },
         )
+        state.drain.install()
         with contextlib.suppress(StoreUnavailable):  # not fatal: /readyz tells, calls retry
             await state.leases.ping()
         # Everything built so far lives as long as the process: keep it out of the cyclic

@@ -8,12 +8,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .drain import Drain
 from .gatetoken import TokenIssuer
 from .identity import IdentityResolver
 from .ids import IdCodec
 from .leases import Leases
 from .metrics import Metrics
 from .settings import Settings
+from .stats import ActiveGauges
 
 STATE_KEY = "authsvc"
 
@@ -26,6 +28,8 @@ class AppState:
     leases: Leases
     metrics: Metrics
     log: logging.Logger
+    drain: Drain  # set on SIGTERM: /readyz answers 503 while requests are still served
+    active: ActiveGauges  # the active leases and users gauges, read from Redis on scrape
     tokens: TokenIssuer | None = None  # lease tokens for nginx, when AUTHSVC_GATE_TOKEN_S is on
 
 

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__, logs
+from . import __version__, admincli, logs
 from .settings import Settings, SettingsError, documented, unknown_variables
 
 log = logging.getLogger("authsvc")
@@ -88,7 +88,7 @@ def check() -> int:
 def edge_config(out: Path) -> int:
     """Render the nginx edge from the environment, for nginx running elsewhere (the
     compose file runs this, then nginx on the result)."""
-    from .stack import nginxconf
+    from .stack import nginxconf, tls
     from .stack.settings import StackSettings
 
     try:
@@ -97,7 +97,12 @@ def edge_config(out: Path) -> int:
         demo = prefix / "origin" if stack.origin_url is None else None
         if demo is not None:
             nginxconf.write_demo_origin(demo)
-        main_file = nginxconf.render(nginxconf.EdgeConfig.from_settings(settings, stack, prefix, demo))
+        own = None
+        if stack.tls_port and not stack.tls_cert:
+            local = tls.local_tls(prefix / "tls", nginxconf.tls_hosts(stack.host))
+            own = (str(local.cert), str(local.key))
+        config = nginxconf.EdgeConfig.from_settings(settings, stack, prefix, demo, own)
+        main_file = nginxconf.render(config)
     except SettingsError as exc:
         print(f"authsvc: {exc}", file=sys.stderr)
         return 2
@@ -120,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     stack_cmd.add_argument("--run-dir", type=Path, default=Path(".run"), help="pids, logs, data (.run)")
     edge_cmd = sub.add_parser("edge-config", help="render the nginx edge (and demo origin) into a folder")
     edge_cmd.add_argument("--out", type=Path, required=True, help="nginx prefix to write")
+    admincli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         if args.workers < 1:
@@ -127,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args.host, args.port, args.workers)
     if args.command == "check":
         return check()
+    if args.command == "admin":
+        return admincli.run(args, os.environ)
     if args.command == "edge-config":
         return edge_config(args.out)
     if args.command == "stack":

@@ -144,5 +144,9 @@ class HotPath:
                     "route": template,
                     "status": status,
                     "ms": round(elapsed * 1000, 3),
+                    # nginx's X-Request-ID: the same request in both access logs.
+                    "request_id": next(
+                        (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), ""
+                    ),
                 }
             )

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from .settings import Settings
+from .stats import StatsKeys, bucket_ms
 from .store import AutoPipeline, Script, StoreUnavailable
 
 __all__ = ["Activation", "ActiveLeases", "Lease", "Leases", "Outcome", "StoreUnavailable", "Touch"]
@@ -59,7 +60,11 @@ class ActiveLeases:
 
 
 def _script(name: str) -> str:
-    return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
+    """The script with the counters' functions (lua/stats.lua) before it."""
+    lua = resources.files(__package__).joinpath("lua")
+    return lua.joinpath("stats.lua").read_text(encoding="utf-8") + lua.joinpath(name).read_text(
+        encoding="utf-8"
+    )
 
 
 def _text(value: bytes | str) -> str:
@@ -74,10 +79,13 @@ class Leases:
         redis: Redis,
         settings: Settings,
         on_store_state: Callable[[bool, str, bool], None] | None = None,
+        stats_per_slot: bool | None = None,
     ) -> None:
         """``on_store_state(up, reason, changed)`` is called on every failed call (up=False)
         and when Redis answers again after one; ``changed`` says whether up/down changed.
-        Never called on the hot path of a healthy store."""
+        Never called on the hot path of a healthy store. ``stats_per_slot``: one counter
+        hash per Cluster slot (the default on a RedisCluster) rather than one in all
+        (authsvc/stats.py)."""
         self._on_store_state = on_store_state or (lambda up, reason, changed: None)
         self._up = True
         self._prefix = settings.key_prefix
@@ -90,6 +98,10 @@ class Leases:
         self._touch = Script(_script("touch.lua"))
         self._active = Script(_script("active.lua"))
         self._end_all = Script(_script("end_all.lua"))
+        self._deactivate = Script(_script("deactivate.lua"))
+        per_slot = isinstance(redis, RedisCluster) if stats_per_slot is None else stats_per_slot
+        self.stats_keys = StatsKeys(self._prefix, per_slot)
+        self._bucket_ms = bucket_ms(self._ttl_ms)
 
     # Keys share the {user} hash tag, so every script touches one Cluster slot.
     def _streams_key(self, user_id: str) -> str:
@@ -119,7 +131,7 @@ class Leases:
         The user's limit is the operator's override if set, else ``claim_limit`` (from
         the user's token) if given, else the default. Raises StoreUnavailable.
         """
-        keys = [self._streams_key(user_id), self._limit_key(user_id)]
+        keys = [self._streams_key(user_id), self._limit_key(user_id), self.stats_keys.for_user(user_id)]
         args: list[str | int] = [
             stream_id,
             self._ttl_ms,
@@ -127,6 +139,7 @@ class Leases:
             "" if claim_limit is None else claim_limit,
             self._policy,
             self._enforce,
+            self._bucket_ms,
         ]
         reply = await self._call(self._activate(self._pipeline, keys, args))
         assert isinstance(reply, list)
@@ -147,21 +160,24 @@ class Leases:
 
         Raises StoreUnavailable.
         """
-        keys = [self._streams_key(user_id)]
-        reply = await self._call(self._touch(self._pipeline, keys, [stream_id, self._ttl_ms]))
+        keys = [self._streams_key(user_id), self.stats_keys.for_user(user_id)]
+        reply = await self._call(
+            self._touch(self._pipeline, keys, [stream_id, self._ttl_ms, self._bucket_ms])
+        )
         assert isinstance(reply, list)
         alive, now = bool(int(reply[0])), int(reply[1])
         return Touch(alive, self._expiry(now) if alive else None)
 
     async def deactivate(self, user_id: str, stream_id: str) -> bool:
         """End the user's lease on a stream; True if there was one. Raises StoreUnavailable."""
-        removed = await self._call(self._pipeline.execute("ZREM", self._streams_key(user_id), stream_id))
-        return bool(removed)
+        keys = [self._streams_key(user_id), self.stats_keys.for_user(user_id)]
+        args = [stream_id, self._ttl_ms, self._bucket_ms]
+        return bool(await self._call(self._deactivate(self._pipeline, keys, args)))
 
     async def active(self, user_id: str, claim_limit: int | None = None) -> ActiveLeases:
         """The user's live leases, oldest refresh first, and their limit. Raises StoreUnavailable."""
-        keys = [self._streams_key(user_id), self._limit_key(user_id)]
-        reply = await self._call(self._active(self._pipeline, keys, [self._ttl_ms]))
+        keys = [self._streams_key(user_id), self._limit_key(user_id), self.stats_keys.for_user(user_id)]
+        reply = await self._call(self._active(self._pipeline, keys, [self._ttl_ms, self._bucket_ms]))
         assert isinstance(reply, list)
         override_raw = _text(reply[0])
         # As in activate.lua: a value that is not a number counts as absent.
@@ -183,8 +199,8 @@ class Leases:
 
     async def end_all(self, user_id: str) -> int:
         """End every lease of a user; returns how many there were. Raises StoreUnavailable."""
-        keys = [self._streams_key(user_id)]
-        return int(await self._call(self._end_all(self._pipeline, keys, [])))
+        keys = [self._streams_key(user_id), self.stats_keys.for_user(user_id)]
+        return int(await self._call(self._end_all(self._pipeline, keys, [self._ttl_ms, self._bucket_ms])))
 
     async def ping(self) -> bool:
         """True when Redis answers. Raises StoreUnavailable."""

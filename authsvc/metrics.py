@@ -65,6 +65,20 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+        # Read from Redis on a scrape (authsvc/stats.py) by whichever worker is asked: the
+        # freshest worker's value is the answer. Global figures: every replica reports them.
+        self.active_leases = Gauge(
+            "authsvc_active_leases",
+            "Live leases in Redis, all replicas together (may include some expired < TTL/8 ago)",
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
+        self.active_users = Gauge(
+            "authsvc_active_users",
+            "Users with a live lease, all replicas together",
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
         self.build_info = Gauge(
             "authsvc_build_info",
             "Version of authsvc",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import __version__
 from .metrics import CONTENT_TYPE
-from .replies import Call, Reply
+from .replies import Call, Reply, ko
 
 
 async def root(call: Call) -> Reply:
@@ -18,11 +18,14 @@ async def healthz(call: Call) -> Reply:
 
 
 async def readyz(call: Call) -> Reply:
-    """Readiness: 200 when Redis answers, 503 when it does not."""
+    """Readiness: 200 when Redis answers, 503 when it does not or while draining (SIGTERM)."""
+    if call.state.drain.draining:
+        return ko(503, "Draining")
     await call.state.leases.ping()
     return Reply(200, {"status": "ok", "redis": "up"})
 
 
 async def metrics(call: Call) -> Reply:
     """Prometheus text format. 200."""
+    await call.state.active.refresh()
     return Reply(200, call.state.metrics.render(), {"Content-Type": CONTENT_TYPE})

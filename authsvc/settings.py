@@ -160,6 +160,9 @@ class Settings:
     access_log: bool = _setting(
         False, _bool, "one JSON line per request (nginx writes the access log of record)"
     )
+    drain_s: float = _setting(
+        0.0, _float_range(0, 3600), "on SIGTERM: /readyz 503 and keep serving this long, then stop"
+    )
     # prometheus-client's own switch; `authsvc serve --workers N` sets it for N > 1.
     multiproc_dir: str | None = _setting(
         None, _optional_text, "metrics folder shared by workers", env="PROMETHEUS_MULTIPROC_DIR"

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from authsvc.stack.procs import StackError, find_binary, free_port, start_authsvc, start_redis, stop_process
+from authsvc.stack.procs import StackError, find_binary, start_authsvc, start_redis, stop_process
+from authsvc.stack.procs import free_port as free_port  # for the tests that import it from here
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"

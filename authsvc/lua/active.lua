@@ -1,7 +1,9 @@
 -- A user's live leases and limit, dropping the expired ones on the way.
 -- KEYS[1]  the user's leases (see activate.lua)
 -- KEYS[2]  the user's own limit, if an operator set one
+-- KEYS[3]  the counters of the user's slot (stats.lua)
 -- ARGV[1]  lease TTL in ms; 0 = leases never expire
+-- ARGV[2]  bucket width of the counters in ms (stats.lua)
 -- returns {operator_limit or '', now_ms, stream, score, stream, score, ...} oldest first
 local key = KEYS[1]
 local ttl = tonumber(ARGV[1])
@@ -9,7 +11,13 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 if ttl > 0 then
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ttl)
+  stats_open(now, ttl)
+  local newest_before = stats_newest(key)
+  stats_drop_expired(key, now, ttl)
+  if redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ttl) > 0 then
+    stats_user(newest_before, stats_newest(key))
+    stats_close(ttl)
+  end
 end
 local reply = {redis.call('GET', KEYS[2]) or '', now}
 for _, item in ipairs(redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')) do

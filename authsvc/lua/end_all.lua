@@ -1,6 +1,16 @@
 -- End every lease of a user at once.
 -- KEYS[1]  the user's leases (see activate.lua)
+-- KEYS[2]  the counters of the user's slot (stats.lua)
+-- ARGV[1]  lease TTL in ms; 0 = leases never expire
+-- ARGV[2]  bucket width of the counters in ms (stats.lua)
 -- returns how many leases the user held (expired ones not yet dropped included)
-local ended = redis.call('ZCARD', KEYS[1])
-redis.call('DEL', KEYS[1])
-return ended
+local key = KEYS[1]
+local t = redis.call('TIME')
+stats_open(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(ARGV[1]))
+local leases = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+for i = 2, #leases, 2 do
+  stats_add('l', tonumber(leases[i]), -1)
+end
+stats_user(stats_newest(key), nil)
+redis.call('DEL', key)
+return #leases / 2

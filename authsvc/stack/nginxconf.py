@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..settings import IdentityMode, Settings, SettingsError
+from . import demo
 from .settings import StackSettings
 
 TEMPLATES = resources.files(__package__).joinpath("nginx")
@@ -35,13 +36,20 @@ COMMON = (
     "cors-preflight.conf",
     "errors.conf",
     "ungated.conf",
+    "follow-cookie.conf",
+    "player.conf",
+    "hygiene.conf",
+    "realip.conf",
+    "gate-checks.conf",
+    "api-proxy.conf",
 )
+PLAYER = resources.files(__package__).joinpath("player")  # the page's static files
+
+# Names a query (or path) must not carry toward the origin, per identity mode, and
+# what the access log withholds in any mode.
+IDENTITY_NAMES = {"header": ("userid",), "jwt": ("token",)}
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's; ca-certificates installs it
-SEGMENT_COUNT = 5
-SEGMENT_SECONDS = 4
-TS_PACKET = 188
-SEGMENT_PACKETS = 545  # 102,460 bytes: a segment of about 100 KB
 
 
 @dataclass(frozen=True)
@@ -64,13 +72,31 @@ class EdgeConfig:
     cors_origins: str = "*"
     worker_processes: int = 0  # 0 = one per core
     ungated: bool = False  # the benchmark's baseline location /open/
+    tls_port: int = 0  # 0 = no TLS
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    trusted_proxies: str = ""  # comma-separated CIDRs
+    resolver: str | None = None  # re-resolve authsvc's name with these DNS servers
+    nginx_user: str | None = None
+    nginx_logs: str = "files"  # or "stdio"
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, stack: StackSettings, prefix: Path, demo_root: Path | None
+        cls,
+        settings: Settings,
+        stack: StackSettings,
+        prefix: Path,
+        demo_root: Path | None,
+        tls: tuple[str, str] | None = None,
     ) -> EdgeConfig:
-        """The edge for these settings; the demo origin is served when no origin URL is set."""
+        """The edge for these settings; the demo origin is served when no origin URL is set.
+        ``tls`` is the (certificate, key) to use when AUTHSVC_TLS_CERT/KEY are not set."""
         demo = stack.origin_url is None
+        cert, key = (stack.tls_cert, stack.tls_key) if stack.tls_cert else (tls or (None, None))
+        if stack.tls_port and cert is None:
+            raise SettingsError(
+                "AUTHSVC_TLS_PORT needs a certificate: set AUTHSVC_TLS_CERT and AUTHSVC_TLS_KEY"
+            )
         return cls(
             prefix=prefix,
             port=stack.port,
@@ -87,6 +113,13 @@ class EdgeConfig:
             api_rate=stack.api_rate,
             cors_origins=stack.cors_origins,
             worker_processes=stack.nginx_workers,
+            tls_port=stack.tls_port,
+            tls_cert=cert,
+            tls_key=key,
+            trusted_proxies=stack.trusted_proxies,
+            resolver=stack.resolver,
+            nginx_user=stack.nginx_user,
+            nginx_logs=stack.nginx_logs,
         )
 
 
@@ -130,16 +163,61 @@ def _cors_maps(origins: str) -> tuple[str, str]:
     return "\n".join(entries), f'{pad}"~." true;'
 
 
+def spelled(word: str) -> str:
+    """A case-insensitive regex for ``word`` with any letter percent-encoded, as a query
+    can carry it (nginx does not decode the query string)."""
+    return "".join(f"(?:{c}|%{ord(c):02x})" for c in word)
+
+
+def identity_like(names: tuple[str, ...], jwt_shaped: bool) -> str:
+    """The regex (for ``~*``) of what must not reach the origin: ``name=`` for each
+    identity parameter name, and with ``jwt_shaped`` the start of any JWT (``eyJ``, a JSON
+    object's ``{"`` in base64url), case-sensitive."""
+    parts = [spelled(name) + "(?:=|%3d)" for name in names]
+    if jwt_shaped:
+        parts.append("(?-i:(?:e|%65)(?:y|%79)(?:J|%4[aA]))")
+    return "(?:" + "|".join(parts) + ")"
+
+
+def tls_hosts(host: str) -> tuple[str, ...]:
+    """The names a local certificate is made for: loopback, and the listen address when
+    it is a particular one."""
+    hosts = ("localhost", "127.0.0.1", "::1")
+    return hosts if host in ("0.0.0.0", "", *hosts) else (*hosts, host)
+
+
+def _resolver(config: EdgeConfig) -> tuple[str, str]:
+    """(http-level lines, proxy_pass target) for reaching authsvc."""
+    if config.resolver is None:
+        return "", "http://canwatch_authsvc"
+    lines = (
+        "    # AUTHSVC_RESOLVER: authsvc's name is looked up again every 10 s, so a recreated\n"
+        "    # container is found. The price: proxy_pass through a variable bypasses the\n"
+        "    # upstream block, so no keepalive pool (a TCP handshake per decision).\n"
+        f"    resolver {config.resolver} valid=10s ipv6=off;\n"
+        "    resolver_timeout 2s;\n"
+        "    map $host $cw_authsvc_address {\n"
+        f'        default "{config.api_host}:{config.api_port}";\n'
+        "    }"
+    )
+    return lines, "http://$cw_authsvc_address"
+
+
 def _values(config: EdgeConfig) -> dict[str, str]:
     scheme, server, host_header, path = _origin(config.origin_url)
     origin_map, credentials_map = _cors_maps(config.cors_origins)
-    if os.geteuid() == 0:
+    resolver, authsvc_pass = _resolver(config)
+    networks = [n for n in config.trusted_proxies.split(",") if n]
+    if config.nginx_user:
+        user_line = f"user {config.nginx_user};"
+    elif os.geteuid() == 0:
         # Started as root, nginx would switch its workers to `nobody`, which cannot read
         # files under a private directory (a pytest tmp dir) nor write this prefix.
         user_line = "# Workers keep the user who started the stack (see nginxconf.py).\nuser root;"
     else:
         user_line = "# Started unprivileged: workers run as this user, no `user` directive applies."
     cache_on = config.gate_cache_s > 0
+    stdio = config.nginx_logs == "stdio"
     return {
         "prefix": str(config.prefix),
         "user_line": user_line,
@@ -164,7 +242,21 @@ def _values(config: EdgeConfig) -> dict[str, str]:
         # nginx keeps cache validity in whole seconds.
         "gate_cache_ttl": f"{max(1, math.ceil(config.gate_cache_s))}s",
         "gate_unreachable": "@gate_fail_open" if config.fail_open else "/_errors/gate-unreachable",
+        "identity": config.identity,
         "ungated_include": "        include ungated.conf;" if config.ungated else "",
+        "tls_include": "        include tls.conf;" if config.tls_port else "",
+        "tls_port": str(config.tls_port),
+        "tls_cert": config.tls_cert or "",
+        "tls_key": config.tls_key or "",
+        "set_real_ip_from": "\n".join(f"set_real_ip_from {n};" for n in networks)
+        or "# (AUTHSVC_TRUSTED_PROXIES is empty: every client's own address is used)",
+        "trusted_geo": "\n".join(f"    {n} 1;" for n in networks),
+        "resolver": resolver,
+        "authsvc_pass": authsvc_pass,
+        "error_log": "stderr" if stdio else f"{config.prefix}/error.log",
+        "access_log": "/dev/stdout" if stdio else f"{config.prefix}/access.log",
+        "identity_like": identity_like(IDENTITY_NAMES[config.identity], config.identity == "jwt"),
+        "any_identity_like": identity_like(("userid", "token"), jwt_shaped=True),
     }
 
 
@@ -189,9 +281,11 @@ def render(config: EdgeConfig, templates: Traversable = TEMPLATES) -> Path:
     values = _values(config)
     chosen = {
         "identity.conf": f"identity-{config.identity}.conf",
+        "identity-follow.conf": f"identity-follow-{config.identity}.conf",
         "internal.conf": "internal-exposed.conf" if config.expose_internal else "internal-hidden.conf",
         "origin.conf": "origin-demo.conf" if config.demo_root is not None else "origin-external.conf",
         "nginx.conf": MAIN,
+        **({"tls.conf": "tls.conf"} if config.tls_port else {}),
     }
     files = {**{name: name for name in COMMON}, **chosen}
     config.prefix.mkdir(parents=True, exist_ok=True)
@@ -200,6 +294,10 @@ def render(config: EdgeConfig, templates: Traversable = TEMPLATES) -> Path:
     for target, source in files.items():
         text = templates.joinpath(source).read_text(encoding="utf-8")
         (config.prefix / target).write_text(substitute(text, values, source))
+    (config.prefix / "player").mkdir(exist_ok=True)
+    for page_file in PLAYER.iterdir():
+        if page_file.is_file() and page_file.name.endswith((".html", ".js", ".css")):
+            (config.prefix / "player" / page_file.name).write_bytes(page_file.read_bytes())
     return config.prefix / "nginx.conf"
 
 
@@ -218,30 +316,6 @@ def check(binary: str, prefix: Path) -> None:
 
 
 def write_demo_origin(root: Path) -> Path:
-    """Generate the demo HLS stream under ``root/demo``; returns the playlist.
-
-    The segments are MPEG-TS null packets (sync byte, PID 0x1FFF) with a pattern that
-    differs per segment: the right size and shape for the gate, no video to decode.
-    """
-    demo = root / "demo"
-    demo.mkdir(parents=True, exist_ok=True)
-    lines = [
-        "#EXTM3U",
-        "#EXT-X-VERSION:3",
-        f"#EXT-X-TARGETDURATION:{SEGMENT_SECONDS}",
-        "#EXT-X-MEDIA-SEQUENCE:0",
-        "#EXT-X-PLAYLIST-TYPE:VOD",
-    ]
-    for index in range(SEGMENT_COUNT):
-        packets = bytearray()
-        for n in range(SEGMENT_PACKETS):
-            header = bytes((0x47, 0x1F, 0xFF, 0x10 | (n % 16)))
-            packets += header + bytes([(index * 37 + n) & 0xFF]) * (TS_PACKET - len(header))
-        segment = demo / f"segment{index}.ts"
-        if not segment.exists() or segment.stat().st_size != len(packets):
-            segment.write_bytes(bytes(packets))
-        lines += [f"#EXTINF:{SEGMENT_SECONDS}.0,", segment.name]
-    lines.append("#EXT-X-ENDLIST")
-    playlist = demo / "playlist.m3u8"
-    playlist.write_text("\n".join(lines) + "\n")
-    return playlist
+    """Put the demo HLS stream (real H.264 video, see ``demo.py``) under ``root/demo``;
+    returns the playlist."""
+    return demo.install(root)

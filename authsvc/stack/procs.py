@@ -203,13 +203,15 @@ def start_authsvc(port: int, env: Mapping[str, str], workers: int, log: Path) ->
 
 
 def start_nginx(
-    prefix: Path, port: int, origin_port: int | None = None, host: str = LOOPBACK
+    prefix: Path, port: int, origin_port: int | None = None, host: str = LOOPBACK, tls_port: int = 0
 ) -> subprocess.Popen[bytes]:
     """nginx on a rendered prefix (see nginxconf.render), checked with ``nginx -t``
-    first; returns once the public port (and the demo origin's, if given) accept
+    first; returns once the public ports (and the demo origin's, if given) accept
     connections."""
     binary = find_binary("nginx")
     ensure_free(port, "AUTHSVC_PORT")
+    if tls_port:
+        ensure_free(tls_port, "AUTHSVC_TLS_PORT")
     if origin_port is not None:
         ensure_free(origin_port, "AUTHSVC_ORIGIN_PORT")
     nginxconf.check(binary, prefix)
@@ -218,6 +220,8 @@ def start_nginx(
 
     def listening() -> None:
         wait_port(port, proc, prefix / "error.log", host=host)
+        if tls_port:
+            wait_port(tls_port, proc, prefix / "error.log", host=host)
         if origin_port is not None:
             wait_port(origin_port, proc, prefix / "error.log")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from ..settings import Settings, SettingsError
-from . import nginxconf
+from . import nginxconf, tls
 from .procs import (
     LOOPBACK,
     StackError,
@@ -79,7 +79,13 @@ class Stack:
         self.settings = Settings.from_env(self.env)  # SettingsError names a bad variable
         self.prefix = self.run_dir / "nginx"
         demo_root = self.run_dir / "origin"
-        edge = nginxconf.EdgeConfig.from_settings(self.settings, self.ports, self.prefix, demo_root)
+        # TLS without a certificate of the operator's: one from a local CA kept in the run
+        # dir (clients trust tls/ca.pem).
+        self.local_tls: tls.LocalTLS | None = None
+        if self.ports.tls_port and not self.ports.tls_cert:
+            self.local_tls = tls.local_tls(self.run_dir / "tls", nginxconf.tls_hosts(self.ports.host))
+        own = (str(self.local_tls.cert), str(self.local_tls.key)) if self.local_tls else None
+        edge = nginxconf.EdgeConfig.from_settings(self.settings, self.ports, self.prefix, demo_root, own)
         self.edge = replace(edge, ungated=self.ungated)
 
     @property
@@ -87,6 +93,12 @@ class Stack:
         """The public base URL (nginx)."""
         host = LOOPBACK if self.ports.host in ("0.0.0.0", "") else self.ports.host
         return f"http://{host}:{self.ports.port}"
+
+    @property
+    def tls_url(self) -> str:
+        """The public HTTPS base URL (nginx's TLS port), by the name its certificate has."""
+        host = "localhost" if self.ports.host in ("0.0.0.0", "", LOOPBACK) else self.ports.host
+        return f"https://{host}:{self.ports.tls_port}"
 
     @property
     def api_url(self) -> str:
@@ -141,7 +153,8 @@ class Stack:
             nginxconf.write_demo_origin(self.edge.demo_root)
         nginxconf.render(self.edge)
         demo_port = self.ports.origin_port if self.edge.demo_root is not None else None
-        self._started("nginx", start_nginx(self.prefix, self.ports.port, demo_port, self.ports.host))
+        started = start_nginx(self.prefix, self.ports.port, demo_port, self.ports.host, self.ports.tls_port)
+        self._started("nginx", started)
 
     def stop(self) -> None:
         """Stop what was started, by PID, front to back."""
@@ -196,8 +209,12 @@ def quick_start(stack: Stack) -> str:
         f"gate cache {cache}, fail-open {'on' if s.fail_open else 'off'})",
         f"  authsvc {stack.api_url}  redis {s.redis_url}  origin {stack.edge.origin_url}",
         f"  logs: {stack.run_dir}/authsvc.log, {stack.prefix}/access.log, {stack.prefix}/error.log",
-        "",
+        f"  the player page: {base}/player/",
     ]
+    if stack.ports.tls_port:
+        ca = f" (trust {stack.local_tls.ca})" if stack.local_tls else ""
+        head.append(f"  TLS and HTTP/2: {stack.tls_url}{ca}")
+    head.append("")
     # The demo origin's playlist, or a path the platform's own origin serves.
     path = "P=demo/playlist.m3u8" if stack.edge.demo_root is not None else "P=<a path on your origin>"
     if s.identity == "jwt" and s.jwt_secret:
@@ -228,6 +245,7 @@ def quick_start(stack: Stack) -> str:
             "  for i in 1 2 3 4; do eval S$i=$(curl -s $B/streams/newId | cut -d'\"' -f4); done",
             '  curl -s -X PATCH -H "x-userid: $U" $B/streams/$S1/activate',
             '  curl -s "$B/watch/$S1/$P?userid=$U"                         # 200: through the gate',
+            '  ffplay "$B/watch/$S1/$P?userid=$U"                          # watch it (Debian: ffmpeg)',
             '  curl -s -X PATCH -H "x-userid: $U" $B/streams/$S2/activate',
             '  curl -s -X PATCH -H "x-userid: $U" $B/streams/$S3/activate',
             '  curl -s -X PATCH -H "x-userid: $U" $B/streams/$S4/activate   # 403 Stream Limit Reached',

@@ -101,6 +101,7 @@ def launch(run_dir: Path, ungated: bool = False, **settings: Any) -> Stack:
         api_port=free_port(),
         redis_port=free_port(),
         origin_port=free_port(),
+        tls_port=free_port(),
         api_rate=100_000,  # the tests' own pace must not meet the rate limit
         nginx_workers=1,
     )

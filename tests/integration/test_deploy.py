@@ -31,6 +31,25 @@ def test_alerts_fire_when_they_should() -> None:
     assert "SUCCESS" in promtool("test", "rules", "alerts_test.yml")
 
 
+def test_every_alert_has_a_case_where_it_fires_and_one_where_it_does_not() -> None:
+    rules = yaml.safe_load((DEPLOY / "alerts.yml").read_text())
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
+    cases = [case for test in yaml.safe_load((DEPLOY / "alerts_test.yml").read_text())["tests"]
+             for case in test.get("alert_rule_test", [])]  # fmt: skip
+    fires = {case["alertname"] for case in cases if case.get("exp_alerts")}
+    quiet = {case["alertname"] for case in cases if not case.get("exp_alerts")}
+    assert alerts and alerts <= fires, alerts - fires
+    assert alerts <= quiet, alerts - quiet
+
+
+def test_prometheus_finds_every_replica_and_sends_alerts() -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    assert config["alerting"]["alertmanagers"], "no Alertmanager"
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "authsvc"]
+    assert "static_configs" not in job, "one static target is one replica"
+    assert job["dns_sd_configs"][0]["names"] == ["authsvc"]
+
+
 def test_alerts_name_only_metrics_authsvc_exports() -> None:
     rules = yaml.safe_load((DEPLOY / "alerts.yml").read_text())
     exported = {
@@ -52,7 +71,7 @@ def test_compose_passes_only_known_settings_and_files_that_exist() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     known = {name for name, _, _ in documented(StackSettings)}
     services = compose["services"]
-    assert {"redis", "authsvc", "nginx", "prometheus"} <= set(services)
+    assert {"redis", "authsvc", "nginx", "prometheus", "alertmanager"} <= set(services)
     for name, service in services.items():
         env = service.get("environment", {})
         for var in env:
@@ -76,12 +95,15 @@ def test_compose_edge_settings_render_a_config_nginx_accepts(tmp_path: Path) -> 
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
     for name, value in compose["services"]["edge-config"]["environment"].items():
+        if value is None:
+            continue  # passed through from the shell: unset here
         # ${VAR:-default} -> default; the compose network's host name is not resolvable here.
         text = str(value)
         if text.startswith("${"):
             text = text.split(":-", 1)[1].rstrip("}") if ":-" in text else ""
         env[name] = text
     env["AUTHSVC_API_HOST"] = "127.0.0.1"
+    env["AUTHSVC_NGINX_USER"] = "www-data"  # Debian's; the image's `nginx` user is not here
     out = subprocess.run(
         [sys.executable, "-m", "authsvc", "edge-config", "--out", str(tmp_path / "edge")],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
@@ -94,4 +116,41 @@ def test_compose_edge_settings_render_a_config_nginx_accepts(tmp_path: Path) -> 
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert check.returncode == 0, check.stderr
-    assert "listen 0.0.0.0:9004;" in (prefix / "nginx.conf").read_text()
+    conf = (prefix / "nginx.conf").read_text()
+    assert "listen 0.0.0.0:9004;" in conf
+    assert "listen 0.0.0.0:9443 ssl http2;" in (prefix / "tls.conf").read_text()
+    # Logs on stdio, and authsvc's name looked up again through Docker's DNS.
+    assert "error_log stderr warn;" in conf and "access_log /dev/stdout canwatch" in conf
+    assert "resolver 127.0.0.11 valid=10s" in conf and "proxy_pass http://$cw_authsvc_address;" in conf
+    assert "canwatch_authsvc;" not in conf.replace("upstream canwatch_authsvc", "")
+
+
+def test_compose_runs_each_part_as_an_operator_would() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    for name in ("redis", "authsvc", "nginx", "prometheus"):
+        assert services[name].get("restart") in ("unless-stopped", "always"), name
+    # Redis keeps its data: append-only file on a named volume.
+    redis = services["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    (volume,) = redis["volumes"]
+    source, target = volume.split(":")[:2]
+    assert target == "/data" and source in compose["volumes"]
+    # nginx: workers not root, logs on stdio, authsvc's name re-resolved.
+    edge_env = services["edge-config"]["environment"]
+    assert edge_env["AUTHSVC_NGINX_USER"] not in (None, "root", "0")
+    assert edge_env["AUTHSVC_NGINX_LOGS"] == "stdio"
+    assert edge_env["AUTHSVC_RESOLVER"] == "127.0.0.11"
+    nginx_cmd = services["nginx"]["command"]
+    assert nginx_cmd[nginx_cmd.index("-e") + 1] == "stderr"
+    assert "user" not in services["nginx"]  # the master binds as root, workers drop it
+    # Every setting can be passed: authsvc's to authsvc, and the edge's to the renderer.
+    service_settings = {name for name, _, _ in documented() if name.startswith("AUTHSVC_")}
+    assert service_settings <= set(services["authsvc"]["environment"]), service_settings - set(
+        services["authsvc"]["environment"]
+    )
+    edge_settings = {name for name, _, _ in documented(StackSettings)} - {n for n, _, _ in documented()}
+    # Only the ports of parts compose does not run are left out (make run's own).
+    local_only = {"AUTHSVC_REDIS_PORT", "AUTHSVC_ORIGIN_PORT", "AUTHSVC_WORKERS"}
+    assert edge_settings - local_only <= set(edge_env), edge_settings - local_only - set(edge_env)

@@ -1,0 +1,19 @@
+-- End one lease of a user (deactivate, or an operator's kick).
+-- KEYS[1]  the user's leases (see activate.lua)
+-- KEYS[2]  the counters of the user's slot (stats.lua)
+-- ARGV[1]  stream id
+-- ARGV[2]  lease TTL in ms; 0 = leases never expire
+-- ARGV[3]  bucket width of the counters in ms (stats.lua)
+-- returns 1 when there was a lease (alive or expired but not yet dropped), else 0
+local key, stream = KEYS[1], ARGV[1]
+local score = redis.call('ZSCORE', key, stream)
+if not score then
+  return 0
+end
+local t = redis.call('TIME')
+stats_open(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(ARGV[2]))
+local newest_before = stats_newest(key)
+redis.call('ZREM', key, stream)
+stats_add('l', tonumber(score), -1)
+stats_user(newest_before, stats_newest(key))
+return 1

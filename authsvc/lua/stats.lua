@@ -1,0 +1,61 @@
+-- Counters of active leases and users, kept by every script beside the leases it changes
+-- (prepended to each script; see authsvc/stats.py for how they are read).
+-- STATS_KEY   a hash in the user's Cluster slot (the last of KEYS), shared by every user
+--             of that slot: field 'l<b>' counts leases whose last refresh falls in time
+--             bucket b, 'u<b>' users whose newest refresh does; b = floor(ms / BUCKET_MS)
+-- BUCKET_MS   bucket width in ms (the last ARGV); 0 when leases never expire: one bucket, 0
+-- Active = the sum over the buckets that reach into the TTL window, so a lease expired less
+-- than one bucket ago may still be counted (never one that is alive left out). Counts of
+-- buckets that left the window are never decremented and their fields are deleted.
+local STATS_KEY = KEYS[#KEYS]
+local BUCKET_MS = tonumber(ARGV[#ARGV])
+local stats_first = 0  -- oldest bucket still counted, set by stats_open
+
+local function stats_bucket(ms)
+  if BUCKET_MS == 0 then return 0 end
+  return math.floor(ms / BUCKET_MS)
+end
+
+local function stats_open(now, ttl)
+  if BUCKET_MS > 0 then stats_first = stats_bucket(now - ttl) end
+end
+
+local function stats_add(kind, ms, delta)
+  local b = stats_bucket(ms)
+  -- A bucket out of the window is no longer counted (and its field may be gone).
+  if delta < 0 and b < stats_first then return end
+  redis.call('HINCRBY', STATS_KEY, kind .. b, delta)
+end
+
+local function stats_newest(key)
+  local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  return top[2] and tonumber(top[2])
+end
+
+-- A user is counted in the bucket of their newest refresh: move them when it changes.
+local function stats_user(before, after)
+  if before and after and stats_bucket(before) == stats_bucket(after) then return end
+  if before then stats_add('u', before, -1) end
+  if after then stats_add('u', after, 1) end
+end
+
+-- Leases about to be dropped as expired: take them out of the counts.
+local function stats_drop_expired(key, now, ttl)
+  for i, item in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', now - ttl, 'WITHSCORES')) do
+    if i % 2 == 0 then stats_add('l', tonumber(item), -1) end
+  end
+end
+
+local function stats_close(ttl)
+  if BUCKET_MS == 0 then return end
+  -- Fields of buckets out of the window: a few dozen at most, swept now and then.
+  if redis.call('HLEN', STATS_KEY) > 64 then
+    local fields = redis.call('HKEYS', STATS_KEY)
+    for _, f in ipairs(fields) do
+      if tonumber(string.sub(f, 2)) < stats_first then redis.call('HDEL', STATS_KEY, f) end
+    end
+  end
+  -- A slot where nothing happened for two TTLs holds no live lease: let the hash go.
+  redis.call('PEXPIRE', STATS_KEY, 2 * ttl + 2 * BUCKET_MS)
+end
+
