@@ -193,7 +193,9 @@ class Settings:
                 f"AUTHSVC_LEASE_TTL_S ({self.lease_ttl_s:g})"
             )
         if self.gate_token_s and not self.secret:
-            raise SettingsError("AUTHSVC_GATE_TOKEN_S needs AUTHSVC_SECRET: nginx checks tokens with a key made from it")
+            raise SettingsError(
+                "AUTHSVC_GATE_TOKEN_S needs AUTHSVC_SECRET: nginx checks tokens with a key made from it"
+            )
 
     @property
     def lease_ttl_ms(self) -> int:
