@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from authsvc.gatetoken import TokenIssuer, gate_key
 
 
@@ -26,3 +28,13 @@ def test_nginx_gets_a_key_derived_from_the_secret_never_the_secret() -> None:
     key = gate_key("s" * 32)
     assert len(key) == 64 and "s" * 32 not in key
     assert gate_key("s" * 32) == key != gate_key("t" * 32)
+
+
+def test_the_cli_prints_the_key_nginx_needs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from authsvc import cli
+
+    monkeypatch.setenv("AUTHSVC_SECRET", "s" * 32)
+    assert cli.main(["gate-key"]) == 0
+    assert capsys.readouterr().out.strip() == gate_key("s" * 32)
