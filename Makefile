@@ -18,6 +18,9 @@ $(READY): pyproject.toml requirements.lock requirements-dev.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
+# njs, for the lease tokens that nginx checks itself (AUTHSVC_GATE_TOKEN_S).
+NJS := /usr/lib/nginx/modules/ngx_http_js_module.so:libnginx-mod-http-js
+
 system-deps:
 	@scripts/need.sh redis-server:redis-server redis-cli:redis-tools nginx:nginx
 
@@ -25,7 +28,7 @@ system-deps:
 # player of the end-to-end tests, chromium (driven through chromedriver) the browser;
 # curl speaks HTTP/2 to the edge; prometheus scrapes the stack in an end-to-end test.
 test-deps: system-deps
-	@scripts/need.sh promtool:prometheus prometheus:prometheus ffmpeg:ffmpeg chromium:chromium chromedriver:chromium-driver curl:curl
+	@scripts/need.sh $(NJS) promtool:prometheus prometheus:prometheus ffmpeg:ffmpeg chromium:chromium chromedriver:chromium-driver curl:curl
 
 run: $(READY) system-deps
 	$(PY) -m authsvc stack
@@ -67,8 +70,9 @@ bench-api: $(READY) system-deps
 	$(PY) bench/api.py
 
 bench-gate: $(READY) system-deps
-	@scripts/need.sh wrk:wrk
+	@scripts/need.sh wrk:wrk $(NJS)
 	$(PY) bench/gate.py
+	$(PY) bench/players.py
 
 # Memory at a million users, throughput vs number of users, Cluster vs single Redis.
 bench-scale: $(READY) system-deps

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 from . import __version__, logs
 from .appstate import STATE_KEY, AppState, app_state
 from .drain import Drain
+from .gatetoken import TokenIssuer
 from .hotpath import HotPath, encode
 from .identity import IdentityResolver
 from .ids import IdCodec
@@ -101,6 +102,9 @@ def create_app(settings: Settings) -> ASGIApp:
                 gauges,
                 cluster=isinstance(client, RedisCluster),
             ),
+            tokens=TokenIssuer(settings.secret, settings.gate_token_s)
+            if settings.gate_token_s and settings.secret
+            else None,
         )
         log.info(
             "authsvc started",

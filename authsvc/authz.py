@@ -23,10 +23,15 @@ def _deny(status: int, real_status: int, error: str, decision: Decision = Decisi
     return Refusal(status, error, {"X-Error-Status": str(real_status)}, decision)
 
 
+def _bearer(call: Call) -> str:
+    return call.headers.get("authorization", "")[7:].strip()
+
+
 async def gate(call: Call) -> Reply:
     """Decide whether the caller may fetch ``X-Original-URI`` and refresh its lease.
 
-    204 with ``X-Userid`` and ``X-Stream-Id`` when allowed; 401 no or bad identity; 403
+    204 with ``X-Userid`` and ``X-Stream-Id`` when allowed (and ``X-Gate-Token``, a lease
+    token, in token mode); 401 no or bad identity; 403
     with ``X-Error-Status`` 400, 403, 404 or 503 otherwise. In shadow mode and with
     fail-open, 204 with ``X-Gate-Decision`` naming what would have been refused.
     """
@@ -53,6 +58,10 @@ async def gate(call: Call) -> Reply:
             return Reply(204, None, {**allowed, "X-Gate-Decision": "fail_open"}, Decision.ERROR)
         raise _deny(403, 503, "Service Unavailable", Decision.ERROR) from None
     if touch.alive:
+        if state.tokens is not None:
+            # Bound to the identity as nginx derived and will present it again.
+            bound = user.user_id if state.settings.identity == "header" else _bearer(call)
+            allowed["X-Gate-Token"] = state.tokens.issue(bound, stream_id)
         return Reply(204, None, allowed, Decision.ALLOWED)
     if not state.settings.enforce:
         return Reply(204, None, {**allowed, "X-Gate-Decision": "shadow_not_active"}, Decision.SHADOW_DENIED)

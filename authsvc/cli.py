@@ -73,6 +73,22 @@ def serve(host: str, port: int, workers: int) -> int:
     return 0
 
 
+def gate_key() -> int:
+    """The lease-token key nginx needs (CANWATCH_GATE_KEY), derived from AUTHSVC_SECRET."""
+    from .gatetoken import gate_key as derive
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"authsvc: {exc}", file=sys.stderr)
+        return 2
+    if not settings.secret:
+        print("authsvc: AUTHSVC_SECRET is not set", file=sys.stderr)
+        return 2
+    print(derive(settings.secret))
+    return 0
+
+
 def check() -> int:
     try:
         Settings.from_env()
@@ -119,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--port", type=int, default=9005)
     serve_cmd.add_argument("--workers", type=int, default=1)
     sub.add_parser("check", help="validate the AUTHSVC_* settings and exit")
+    sub.add_parser("gate-key", help="print nginx's CANWATCH_GATE_KEY for AUTHSVC_SECRET (lease tokens)")
     sub.add_parser("settings", help="list every setting with its default")
     stack_cmd = sub.add_parser("stack", help="run redis, authsvc and nginx with a demo origin (make run)")
     stack_cmd.add_argument("--stop", action="store_true", help="stop the stack running under --run-dir")
@@ -131,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers < 1:
             parser.error("--workers must be at least 1")
         return serve(args.host, args.port, args.workers)
+    if args.command == "gate-key":
+        return gate_key()
     if args.command == "check":
         return check()
     if args.command == "admin":

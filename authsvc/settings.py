@@ -158,6 +158,9 @@ class Settings:
     )
     jwt_leeway_s: int = _setting(0, _int_range(0, 3600), "clock skew allowed on exp/nbf")
     fail_open: bool = _setting(False, _bool, "let gated fetches through when Redis or authsvc cannot answer")
+    gate_token_s: float = _setting(
+        0.0, _float_range(0, 3600), "lease tokens that nginx checks itself (njs), seconds; 0 = off"
+    )
     log_level: str = _setting("info", _choice("debug", "info", "warning", "error"), "level of the JSON logs")
     access_log: bool = _setting(
         False, _bool, "one JSON line per request (nginx writes the access log of record)"
@@ -189,6 +192,17 @@ class Settings:
             raise SettingsError(f"AUTHSVC_REDIS_URL: {exc}") from None
         if self.jwt_public_key:
             _check_public_key(self.jwt_public_key, self.effective_jwt_algorithms)
+        if self.gate_token_s and self.lease_ttl_s and self.gate_token_s > self.lease_ttl_s / 2:
+            # A player served by its token alone refreshes nothing: the lease must outlive
+            # at least two tokens, or it would expire under a playing client.
+            raise SettingsError(
+                f"AUTHSVC_GATE_TOKEN_S ({self.gate_token_s:g}) must be at most half of "
+                f"AUTHSVC_LEASE_TTL_S ({self.lease_ttl_s:g})"
+            )
+        if self.gate_token_s and not self.secret:
+            raise SettingsError(
+                "AUTHSVC_GATE_TOKEN_S needs AUTHSVC_SECRET: nginx checks tokens with a key made from it"
+            )
 
     @property
     def lease_ttl_ms(self) -> int:

@@ -49,10 +49,10 @@ def workers(master: int) -> set[int]:
     return {int(pid) for pid in path.read_text().split()}
 
 
-def reload(stack: Stack, cache_s: float) -> None:
-    """Render the edge with this micro-cache TTL and reload nginx; return once only
-    workers with the new configuration are left."""
-    edge = replace(stack.edge, gate_cache_s=cache_s)
+def reload(stack: Stack, cache_s: float, token_s: float = 0.0) -> None:
+    """Render the edge with this micro-cache TTL (and lease-token lifetime) and reload
+    nginx; return once only workers with the new configuration are left."""
+    edge = replace(stack.edge, gate_cache_s=cache_s, gate_token_s=token_s)
     nginxconf.render(edge)
     nginxconf.check(find_binary("nginx"), edge.prefix)
     master = stack.procs["nginx"].pid

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure Debian packages are installed: `scripts/need.sh BINARY:PACKAGE ...`.
+# Make sure Debian packages are installed: `scripts/need.sh BINARY:PACKAGE ...` (a
+# BINARY starting with / is a file that must exist, such as an nginx module).
 # Installs the missing ones with apt-get when running as root; otherwise says exactly
 # which command would, and fails.
 set -euo pipefail
@@ -7,7 +8,9 @@ missing=()
 for pair in "$@"; do
   binary=${pair%%:*}
   package=${pair#*:}
-  if ! command -v "$binary" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$binary" ]; then
+  if [ "${binary#/}" != "$binary" ]; then
+    [ -e "$binary" ] || missing+=("$package")
+  elif ! command -v "$binary" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$binary" ]; then
     missing+=("$package")
   fi
 done

@@ -42,7 +42,15 @@ COMMON = (
     "realip.conf",
     "gate-checks.conf",
     "api-proxy.conf",
+    "gate-token-http.conf",
+    "gate-token-server.conf",
+    "gate-token-gate.conf",
+    "gate.js",
 )
+# Debian's libnginx-mod-http-js: njs, for the lease tokens' check inside nginx.
+JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
+# How nginx gets the token key (never the secret itself): in its environment.
+GATE_KEY_ENV = "CANWATCH_GATE_KEY"
 PLAYER = resources.files(__package__).joinpath("player")  # the page's static files
 
 # Names a query (or path) must not carry toward the origin, per identity mode, and
@@ -81,6 +89,7 @@ class EdgeConfig:
     resolver: str | None = None  # re-resolve authsvc's name with these DNS servers
     nginx_user: str | None = None
     nginx_logs: str = "files"  # or "stdio"
+    gate_token_s: float = 0.0  # lease tokens checked by nginx (njs); 0 = every fetch asks authsvc
 
     @classmethod
     def from_settings(
@@ -99,6 +108,10 @@ class EdgeConfig:
             raise SettingsError(
                 "AUTHSVC_TLS_PORT needs a certificate: set AUTHSVC_TLS_CERT and AUTHSVC_TLS_KEY"
             )
+        if settings.gate_token_s and stack.gate_cache_s:
+            # Both would answer for authsvc: one way at a time keeps the revocation bound
+            # one number.
+            raise SettingsError("AUTHSVC_GATE_TOKEN_S and AUTHSVC_GATE_CACHE_S cannot both be on")
         return cls(
             prefix=prefix,
             port=stack.port,
@@ -123,6 +136,7 @@ class EdgeConfig:
             resolver=stack.resolver,
             nginx_user=stack.nginx_user,
             nginx_logs=stack.nginx_logs,
+            gate_token_s=settings.gate_token_s,
         )
 
 
@@ -214,6 +228,25 @@ def _resolver(config: EdgeConfig) -> tuple[str, str]:
     return lines, "http://$cw_authsvc_address"
 
 
+def _gate_token_values(config: EdgeConfig) -> dict[str, str]:
+    if not config.gate_token_s:
+        off = "# (lease tokens off: AUTHSVC_GATE_TOKEN_S=0)"
+        return {
+            "gate_token_main": off,
+            "gate_token_http": "",
+            "gate_token_server": "",
+            "gate_token_gate": "",
+            "gate_token_s": "0",
+        }
+    return {
+        "gate_token_main": f"load_module {JS_MODULE};\nenv {GATE_KEY_ENV};",
+        "gate_token_http": "    include gate-token-http.conf;",
+        "gate_token_server": "        include gate-token-server.conf;",
+        "gate_token_gate": "            include gate-token-gate.conf;",
+        "gate_token_s": str(max(1, math.ceil(config.gate_token_s))),
+    }
+
+
 def _values(config: EdgeConfig) -> dict[str, str]:
     scheme, server, host_header, path = _origin(config.origin_url)
     origin_map, credentials_map = _cors_maps(config.cors_origins)
@@ -256,6 +289,7 @@ def _values(config: EdgeConfig) -> dict[str, str]:
         "gate_unreachable": "@gate_fail_open" if config.fail_open else "/_errors/gate-unreachable",
         "identity": config.identity,
         "ungated_include": "        include ungated.conf;" if config.ungated else "",
+        **_gate_token_values(config),
         "tls_include": "        include tls.conf;" if config.tls_port else "",
         "tls_port": str(config.tls_port),
         "tls_cert": config.tls_cert or "",

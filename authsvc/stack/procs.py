@@ -221,7 +221,12 @@ def start_authsvc(port: int, env: Mapping[str, str], workers: int, log: Path) ->
 
 
 def start_nginx(
-    prefix: Path, port: int, origin_port: int | None = None, host: str = LOOPBACK, tls_port: int = 0
+    prefix: Path,
+    port: int,
+    origin_port: int | None = None,
+    host: str = LOOPBACK,
+    tls_port: int = 0,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """nginx on a rendered prefix (see nginxconf.render), checked with ``nginx -t``
     first; returns once the public ports (and the demo origin's, if given) accept
@@ -234,7 +239,7 @@ def start_nginx(
         ensure_free(origin_port, "AUTHSVC_ORIGIN_PORT")
     nginxconf.check(binary, prefix)
     log = prefix / "stderr.log"
-    proc = spawn(nginxconf.command(binary, prefix), log)
+    proc = spawn(nginxconf.command(binary, prefix), log, env)
 
     def listening() -> None:
         wait_port(port, proc, prefix / "error.log", host=host)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
+from ..gatetoken import gate_key
 from ..settings import Settings, SettingsError
 from . import nginxconf, tls
 from .procs import (
@@ -216,7 +217,18 @@ class Stack:
             nginxconf.write_demo_origin(self.edge.demo_root)
         nginxconf.render(self.edge)
         demo_port = self.ports.origin_port if self.edge.demo_root is not None else None
-        started = start_nginx(self.prefix, self.ports.port, demo_port, self.ports.host, self.ports.tls_port)
+        env = None
+        if self.settings.gate_token_s:
+            if not Path(nginxconf.JS_MODULE).exists():
+                raise StackError(
+                    "AUTHSVC_GATE_TOKEN_S needs nginx's njs module: "
+                    "run `apt-get install -y libnginx-mod-http-js`"
+                )
+            assert self.settings.secret is not None  # Settings refuses tokens without one
+            env = {**os.environ, nginxconf.GATE_KEY_ENV: gate_key(self.settings.secret)}
+        started = start_nginx(
+            self.prefix, self.ports.port, demo_port, self.ports.host, self.ports.tls_port, env=env
+        )
         self._started("nginx", started)
 
     def stop(self) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from authsvc.settings import Settings, SettingsError, documented
@@ -115,3 +117,22 @@ def test_unknown_variables_are_found() -> None:
     env = {"AUTHSVC_MAX_STREAM": "4", "AUTHSVC_MAX_STREAMS": "4", "AUTHSVC_PORT": "1", "PATH": "/bin"}
     assert unknown_variables(env, StackSettings) == ["AUTHSVC_MAX_STREAM"]
     assert unknown_variables(env) == ["AUTHSVC_MAX_STREAM", "AUTHSVC_PORT"]
+
+
+def test_a_lease_token_may_live_at_most_half_the_lease() -> None:
+    base = {"AUTHSVC_SECRET": "s" * 32, "AUTHSVC_LEASE_TTL_S": "60"}
+    assert Settings.from_env({**base, "AUTHSVC_GATE_TOKEN_S": "30"}).gate_token_s == 30
+    with pytest.raises(SettingsError, match=r"AUTHSVC_GATE_TOKEN_S.*AUTHSVC_LEASE_TTL_S"):
+        Settings.from_env({**base, "AUTHSVC_GATE_TOKEN_S": "31"})
+    # Leases that never expire need no refresh: any token lifetime goes.
+    assert Settings.from_env({**base, "AUTHSVC_LEASE_TTL_S": "0", "AUTHSVC_GATE_TOKEN_S": "600"})
+    with pytest.raises(SettingsError, match="AUTHSVC_SECRET"):
+        Settings.from_env({"AUTHSVC_GATE_TOKEN_S": "10"})
+
+
+def test_lease_tokens_and_the_micro_cache_are_not_on_together(tmp_path: Path) -> None:
+    from authsvc.stack.nginxconf import EdgeConfig
+
+    settings = Settings.from_env({"AUTHSVC_SECRET": "s" * 32, "AUTHSVC_GATE_TOKEN_S": "10"})
+    with pytest.raises(SettingsError, match="AUTHSVC_GATE_TOKEN_S and AUTHSVC_GATE_CACHE_S"):
+        EdgeConfig.from_settings(settings, StackSettings(gate_cache_s=1, tls_port=0), tmp_path, None)

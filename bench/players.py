@@ -1,0 +1,270 @@
+"""`make bench-gate`, many-players model: every gate mode on a request stream of many
+players, against a plain nginx reverse proxy to the same origin.
+
+PLAYERS distinct (user, stream) pairs, each active, each holding its own lease cookie as
+a player would, are fetched in turn by wrk (bench/players.lua): each pair comes back
+every PLAYERS / rate seconds (about once a second at the default 8,000 and this machine's
+rates). Modes, interleaved over the rounds in one run:
+- plain:   a plain nginx reverse proxy to the origin (no gate, the standard combined
+           access log; the stack's proxy buffers and upstream keepalive, so that the
+           reference is as fast as proxying gets here)
+- ungated: the stack's own nginx, /open/ (the same proxying, no gate)
+- exact:   the gate, every fetch decided by authsvc
+- cached:  the gate with the 1 s micro-cache
+- token:   the gate with lease tokens checked in nginx (njs); the cookies were handed out
+           by authsvc before the run, so this is the steady state between refreshes
+Every run must answer 2xx only, with at least the segment's size per response, and a
+sample of pairs is checked for the segment's very bytes before each run. Prints req/s,
+p50, p99, the ratio to the plain proxy and the Redis commands per fetch (INFO commandstats,
+which counts the commands inside the Lua scripts too). A measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from gate import reload, workers  # noqa: F401  (workers: reload's helper)
+
+from authsvc.stack.procs import StackError, find_binary, free_port, spawn, stop_process, wait_port
+from authsvc.stack.settings import StackSettings
+from authsvc.stack.supervisor import Stack
+
+HERE = Path(__file__).resolve().parent
+SEGMENT = "demo/segment0.ts"
+RESULT = re.compile(
+    r"RESULT rps=(\S+) p50_ms=(\S+) p99_ms=(\S+) non2xx=(\d+) errors=(\d+) requests=(\d+) bytes=(\d+)"
+)
+TOKEN_S = 900  # longer than the whole run: tokens fetched once stay valid
+TARGETS = {"token": 0.85}  # req/s as a share of the plain proxy
+TOKEN_P99 = 1.5  # token mode's p99 at most this times the plain proxy's
+Run = dict[str, float]
+
+PLAIN_CONF = """
+worker_processes auto;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+daemon off;
+{user}
+events {{ worker_connections 4096; }}
+http {{
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    access_log {prefix}/access.log combined;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_requests 100000;
+    upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffer_size 64k;
+            proxy_buffers 8 64k;
+            proxy_busy_buffers_size 128k;
+            proxy_max_temp_file_size 0;
+        }}
+    }}
+}}
+"""
+
+
+def http(
+    url: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[bytes, dict[str, str]]:
+    request = urllib.request.Request(url, method=method, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return bytes(answer.read()), dict(answer.headers.items())
+
+
+def plain_proxy(run_dir: Path, origin_port: int) -> tuple[subprocess.Popen[bytes], str]:
+    prefix = run_dir / "plain"
+    prefix.mkdir(parents=True)
+    port = free_port()
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf = prefix / "nginx.conf"
+    conf.write_text(PLAIN_CONF.format(prefix=prefix, port=port, origin_port=origin_port, user=user))
+    nginx = find_binary("nginx")
+    proc = spawn(
+        [nginx, "-p", f"{prefix}/", "-c", str(conf), "-e", str(prefix / "error.log")], prefix / "out.log"
+    )
+    wait_port(port, proc, prefix / "error.log")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def redis_commands(stack: Stack) -> int:
+    cli = find_binary("redis-cli")
+    out = subprocess.run(
+        [cli, "-p", str(stack.ports.redis_port), "INFO", "commandstats"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
+    return sum(int(m.group(1)) for m in re.finditer(r"calls=(\d+)", out))
+
+
+def make_players(stack: Stack, count: int) -> list[tuple[str, str, str]]:
+    """(stream, user, lease token) for ``count`` active pairs; the token from the first
+    gated fetch, as a player gets it."""
+    base = stack.url
+
+    def one(_: int) -> tuple[str, str, str]:
+        user = json.loads(http(f"{base}/users/newId")[0])["userId"]
+        stream = json.loads(http(f"{base}/streams/newId")[0])["streamId"]
+        http(f"{base}/streams/{stream}/activate", "PATCH", {"x-userid": user})
+        _, headers = http(f"{base}/watch/{stream}/{SEGMENT}", headers={"x-userid": user})
+        cookie = headers.get("Set-Cookie", "")
+        token = cookie.split(";")[0].removeprefix("cw_lease=")
+        if not token:
+            raise RuntimeError(f"no lease token for a player: {headers}")
+        return stream, user, token
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def wrk(url: str, pairs: Path, prefix: str, suffix: str, args: argparse.Namespace) -> Run:
+    command = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s"]
+    command += ["-s", str(HERE / "players.lua"), url]
+    env = {**os.environ, "PAIRS": str(pairs), "URL_PREFIX": prefix, "URL_SUFFIX": suffix}
+    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=args.seconds + 60)
+    match = RESULT.search(out.stdout)
+    if match is None:
+        raise RuntimeError(f"wrk printed no RESULT line:\n{out.stdout}\n{out.stderr}")
+    rps, p50, p99, non2xx, errors, requests, size = (float(v) for v in match.groups())
+    return {"rps": rps, "p50": p50, "p99": p99, "bad": non2xx + errors, "requests": requests, "bytes": size}
+
+
+def check_bytes(
+    url_of: dict[str, str], mode: str, players: list[tuple[str, str, str]], segment: bytes
+) -> None:
+    """A sample of players gets the segment's very bytes in this mode, before it is measured."""
+    for stream, user, token in players[:: max(1, len(players) // 5)]:
+        url = url_of[mode].format(stream=stream)
+        body, _ = http(url, headers={"x-userid": user, "Cookie": f"cw_lease={token}"})
+        if body != segment:
+            raise RuntimeError(f"{mode}: {url} did not answer the segment ({len(body)} bytes)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--players", type=int, default=8000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench-gate: wrk is not installed: run `apt-get install -y wrk`", file=sys.stderr)
+        return 1
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-players-"))
+    ports = StackSettings(
+        port=free_port(), api_port=free_port(), redis_port=free_port(), origin_port=free_port(),
+        api_rate=1_000_000, tls_port=0,
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    env |= {"AUTHSVC_SECRET": "bench-gate-secret-not-for-production", "AUTHSVC_LOG_LEVEL": "warning"}
+    # Leases must outlive every mode, including those that refresh none.
+    env |= {"AUTHSVC_LEASE_TTL_S": "0", "AUTHSVC_GATE_TOKEN_S": str(TOKEN_S)}
+    stack = Stack(run_dir, env, ports, ungated=True, persist=False)
+    plain: subprocess.Popen[bytes] | None = None
+    print(
+        f"many players: {args.players} (user, stream) pairs, wrk -t{args.threads} -c{args.connections} "
+        f"-d{args.seconds}s per run, {args.rounds} rounds; {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.2f} at the start",
+        flush=True,
+    )
+    try:
+        stack.start()
+        plain, plain_url = plain_proxy(run_dir, ports.origin_port)
+        started = time.monotonic()
+        players = make_players(stack, args.players)
+        print(f"  {len(players)} players activated and holding a token in {time.monotonic() - started:.0f} s")
+        pairs = run_dir / "pairs.txt"
+        pairs.write_text("".join(f"{s} {u} {t}\n" for s, u, t in players))
+        segment, _ = http(f"{plain_url}/{SEGMENT}")
+        base = stack.url
+        # mode -> (cache s, token s, base URL, path prefix, path suffix)
+        plan = {
+            "plain": (0.0, 0.0, plain_url, "", f"/{SEGMENT}"),
+            "ungated": (0.0, 0.0, base, "", f"/open/{SEGMENT}"),
+            "exact": (0.0, 0.0, base, "/watch/", f"/{SEGMENT}"),
+            "cached": (1.0, 0.0, base, "/watch/", f"/{SEGMENT}"),
+            "token": (0.0, TOKEN_S, base, "/watch/", f"/{SEGMENT}"),
+        }
+        url_of = {m: (u + (p + "{stream}" if p else "") + x) for m, (_, _, u, p, x) in plan.items()}
+        runs: dict[str, list[Run]] = {mode: [] for mode in plan}
+        for n in range(args.rounds):
+            for mode, (cache_s, token_s, url, prefix, suffix) in plan.items():
+                reload(stack, cache_s, token_s)
+                check_bytes(url_of, mode, players, segment)
+                before = redis_commands(stack)
+                result = wrk(url, pairs, prefix, suffix, args)
+                after = redis_commands(stack)
+                result["redis_per_fetch"] = (after - before) / max(1.0, result["requests"])
+                if result["bytes"] / max(1.0, result["requests"]) < len(segment):
+                    result["bad"] += result["requests"]  # something smaller than the segment came back
+                runs[mode].append(result)
+                print(
+                    f"round {n + 1}  {mode:8} {result['rps']:8.0f} req/s  p50 {result['p50']:6.2f} ms  "
+                    f"p99 {result['p99']:6.2f} ms  redis/fetch {result['redis_per_fetch']:.3f}  "
+                    f"bad {result['bad']:.0f}",
+                    flush=True,
+                )
+        return report(runs, args.players)
+    except (StackError, RuntimeError, OSError) as exc:
+        print(f"bench-gate: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if plain is not None:
+            stop_process(plain)
+        stack.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def report(runs: dict[str, list[Run]], players: int) -> int:
+    keys = ("rps", "p50", "p99", "redis_per_fetch")
+    medians = {mode: {k: statistics.median(r[k] for r in rs) for k in keys} for mode, rs in runs.items()}
+    plain = medians["plain"]
+    print(f"\nmedian per mode ({players} players; ratios to the plain proxy)")
+    print(
+        "  mode        req/s   ratio   p50 ms   p99 ms  p99 ratio  redis cmds/fetch  a pair comes back every"
+    )
+    for mode, m in medians.items():
+        print(
+            f"  {mode:8} {m['rps']:8.0f}  {m['rps'] / plain['rps']:5.2f}x  {m['p50']:7.2f}  {m['p99']:7.2f}"
+            f"  {m['p99'] / plain['p99']:8.2f}x  {m['redis_per_fetch']:16.3f}  {players / m['rps']:6.2f} s"
+        )
+    token, exact = medians["token"], medians["exact"]
+    checks = [
+        (f"token >= {TARGETS['token']:.2f}x plain", token["rps"] / plain["rps"] >= TARGETS["token"]),
+        (f"token p99 <= {TOKEN_P99:g}x plain's", token["p99"] <= TOKEN_P99 * plain["p99"]),
+        (
+            "token Redis cmds/fetch <= 1/5 of exact's",
+            token["redis_per_fetch"] <= exact["redis_per_fetch"] / 5,
+        ),
+    ]
+    for name, met in checks:
+        print(f"  target {name}: {'met' if met else 'MISSED'}")
+    bad = sum(r["bad"] for rs in runs.values() for r in rs)
+    if bad:
+        print(f"  {bad:.0f} responses were not 2xx, failed or were short: these figures are not valid")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

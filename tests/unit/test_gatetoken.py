@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from authsvc.gatetoken import TokenIssuer, gate_key
+
+
+def test_a_token_is_valid_for_its_identity_and_stream_only() -> None:
+    issuer = TokenIssuer("s" * 32, 5)
+    token = issuer.issue("user", "stream")
+    assert issuer.valid(token, "user", "stream")
+    assert not issuer.valid(token, "other", "stream")
+    assert not issuer.valid(token, "user", "other")
+    assert not TokenIssuer("t" * 32, 5).valid(token, "user", "stream")  # another secret
+    expiry, mac = token.split(".")
+    assert int(expiry) <= time.time() + 5
+    assert not issuer.valid(f"{int(expiry) + 1}.{mac}", "user", "stream")
+
+
+def test_an_expired_token_is_not_valid() -> None:
+    issuer = TokenIssuer("s" * 32, -1)
+    assert not issuer.valid(issuer.issue("user", "stream"), "user", "stream")
+
+
+def test_nginx_gets_a_key_derived_from_the_secret_never_the_secret() -> None:
+    key = gate_key("s" * 32)
+    assert len(key) == 64 and "s" * 32 not in key
+    assert gate_key("s" * 32) == key != gate_key("t" * 32)
+
+
+def test_the_cli_prints_the_key_nginx_needs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from authsvc import cli
+
+    monkeypatch.setenv("AUTHSVC_SECRET", "s" * 32)
+    assert cli.main(["gate-key"]) == 0
+    assert capsys.readouterr().out.strip() == gate_key("s" * 32)
