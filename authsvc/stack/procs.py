@@ -48,11 +48,23 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+# Ports this process has handed out: the kernel may offer a port again as soon as the probe
+# socket closes, before the part it was meant for has bound it, and two parts of one stack
+# would then race for it.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port nothing listens on now (for tests and benchmarks)."""
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on now, and not handed out before by this process
+    (for tests and benchmarks)."""
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind((LOOPBACK, 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise StackError("found no loopback port that was not handed out already")
 
 
 def free_ports(count: int) -> int:
@@ -69,7 +81,9 @@ def free_ports(count: int) -> int:
                     sock.bind((LOOPBACK, port))
             except OSError:
                 continue
-        return first
+        if _handed_out.isdisjoint(range(first + 1, first + count)):
+            _handed_out.update(range(first, first + count))
+            return first
     raise StackError(f"found no {count} consecutive free loopback ports")
 
 
