@@ -29,7 +29,11 @@ DEFAULT_URL = "http://127.0.0.1:9005"
 
 def add_parser(sub: Any) -> None:
     """Declare `admin` and its subcommands on the CLI's subparsers."""
-    admin = sub.add_parser("admin", help="set limits, list and end a user's streams (the /admin/ API)")
+    admin = sub.add_parser(
+        "admin",
+        help="set limits, list and end a user's streams (the /admin/ API)",
+        epilog='Issued ids may begin with "-": put ids after "--", e.g. `authsvc admin streams -- -Xy...`.',
+    )
     admin.add_argument("--url", default=DEFAULT_URL, help=f"authsvc base URL ({DEFAULT_URL})")
     admin.add_argument("--token", help=f"admin bearer token (default: ${TOKEN_VARIABLE})")
     admin.add_argument("--json", action="store_true", help="JSON even on a terminal")

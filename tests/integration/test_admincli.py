@@ -24,7 +24,12 @@ def admin(
         command += ["--token", token]
     elif token is not None:
         env["AUTHSVC_ADMIN_TOKEN"] = token
-    return subprocess.run([*command, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    # Issued ids may begin with "-": positional arguments go after "--", as the help says.
+    op, *rest = args
+    options = [a for a in rest if a.startswith("--")]
+    positional = [a for a in rest if not a.startswith("--")]
+    command += [op, *options, "--", *positional]
+    return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
 
 
 def answer(out: subprocess.CompletedProcess[str]) -> Any:
@@ -80,7 +85,7 @@ def test_a_table_on_a_terminal(authsvc: Authsvc, client: Client) -> None:
     env["AUTHSVC_ADMIN_TOKEN"] = TOKEN
     primary, secondary = pty.openpty()
     try:
-        command = [sys.executable, "-m", "authsvc", "admin", "--url", authsvc.url, "streams", user]
+        command = [sys.executable, "-m", "authsvc", "admin", "--url", authsvc.url, "streams", "--", user]
         proc = subprocess.run(
             command, env=env, cwd=ROOT, stdout=secondary, stderr=subprocess.PIPE, timeout=30
         )
