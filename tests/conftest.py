@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Authsvc, AuthsvcFactory, Client, RedisServer, settings_env
+from harness import Authsvc, AuthsvcFactory, Client, RedisServer, Topology, settings_env
 
 LAYERS = ("unit", "integration", "e2e")
 
@@ -37,21 +37,28 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
-def authsvc(redis_server: RedisServer) -> Iterator[Authsvc]:
+def topology(redis_server: RedisServer) -> Topology:
+    """The Redis that authsvc runs on; tests/integration runs its lease tests on every
+    topology by overriding this."""
+    return redis_server
+
+
+@pytest.fixture(scope="session")
+def authsvc(topology: Topology) -> Iterator[Authsvc]:
     """authsvc with default settings (and an admin token), shared by the session."""
-    service = Authsvc(settings_env(redis_server, admin_token="admin-token-for-tests"))
+    service = Authsvc(settings_env(topology, admin_token="admin-token-for-tests"))
     service.start()
     yield service
     service.stop()
 
 
 @pytest.fixture
-def start_authsvc(redis_server: RedisServer) -> Iterator[AuthsvcFactory]:
+def start_authsvc(topology: Topology) -> Iterator[AuthsvcFactory]:
     """Start authsvc with overridden settings: start_authsvc(lease_ttl_s=1, redis=...)."""
     started: list[Authsvc] = []
 
-    def start(redis: RedisServer | None = None, workers: int = 1, **overrides: object) -> Authsvc:
-        env = settings_env(redis or redis_server, **overrides)  # type: ignore[arg-type]
+    def start(redis: Topology | None = None, workers: int = 1, **overrides: object) -> Authsvc:
+        env = settings_env(redis or topology, **overrides)  # type: ignore[arg-type]
         service = Authsvc(env, workers=workers)
         service.start()
         started.append(service)

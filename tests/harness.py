@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 import requests
@@ -117,7 +118,16 @@ class Authsvc:
 AuthsvcFactory = Callable[..., Authsvc]
 
 
-def settings_env(redis: RedisServer, **overrides: str | int | float | bool) -> dict[str, str]:
+class Topology(Protocol):
+    """A Redis to run authsvc on: one redis-server, a Cluster or a Sentinel set."""
+
+    @property
+    def url(self) -> str: ...
+
+    def command(self, *args: str) -> str: ...
+
+
+def settings_env(redis: Topology, **overrides: str | int | float | bool) -> dict[str, str]:
     env = {
         "AUTHSVC_REDIS_URL": redis.url,
         "AUTHSVC_SECRET": SECRET,

@@ -7,19 +7,11 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Protocol
 
 from authsvc.stack.procs import StackError
 from authsvc.stack.topology import LocalCluster, LocalSentinel
 
 from harness import HOST, need_binary
-
-
-class Topology(Protocol):
-    @property
-    def url(self) -> str: ...
-
-    def command(self, *args: str) -> str: ...
 
 
 def _cli(port: int, *args: str, cluster: bool = False) -> str:

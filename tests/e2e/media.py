@@ -95,8 +95,10 @@ def recording_origin(root: Path) -> Iterator[tuple[str, RecordingOrigin]]:
         thread.join(timeout=10)
 
 
-def chromium(download_dir: Path) -> Any:
-    """Headless Debian chromium through chromedriver; the caller quits it.
+def chromium(download_dir: Path, trust_cert: Path | None = None) -> Any:
+    """Headless Debian chromium through chromedriver; the caller quits it. With
+    ``trust_cert``, HTTPS servers are accepted only when they present that certificate's
+    public key (pinned by its SPKI hash: a check, not an "ignore errors").
 
     Returns a selenium WebDriver (typed Any: selenium is a test-only dependency).
     """
@@ -115,7 +117,21 @@ def chromium(download_dir: Path) -> Any:
         "--autoplay-policy=no-user-gesture-required",
         "--window-size=1280,820",
         f"--user-data-dir={download_dir / 'profile'}",
+        *([f"--ignore-certificate-errors-spki-list={spki_hash(trust_cert)}"] if trust_cert else []),
     ):
         options.add_argument(argument)
     # The driver's path is given: selenium does not look for (or download) one.
     return webdriver.Chrome(options=options, service=Service(driver))
+
+
+def spki_hash(cert: Path) -> str:
+    """base64(SHA-256(SubjectPublicKeyInfo)) of a PEM certificate, as Chromium pins keys."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    key = x509.load_pem_x509_certificate(cert.read_bytes()).public_key()
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")

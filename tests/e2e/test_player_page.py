@@ -137,3 +137,26 @@ def test_player_page_in_jwt_mode_plays_with_a_pasted_token(
         lambda: browser.execute_script("return document.getElementById('usage').textContent") == "(1 of 1)",
         BOUND_S,
     )
+
+
+def test_player_page_plays_over_tls(edge: Deployment, tmp_path: Path) -> None:
+    if edge.stack is None or edge.stack.local_tls is None:
+        pytest.skip("HOST=: the deployment's certificate is not this test's to pin")
+    stack = edge.stack
+    assert stack.local_tls is not None
+    browser = chromium(tmp_path, trust_cert=stack.local_tls.cert)
+    try:
+        browser.get(f"{stack.tls_url}/player/")
+        assert until(lambda: browser.execute_script("return location.protocol") == "https:", BOUND_S)
+        assert until(
+            lambda: browser.execute_script("return document.body.dataset.identity") == "header", BOUND_S
+        )
+        click(browser, "#new-user")
+        assert until(
+            lambda: browser.execute_script("return document.getElementById('user').value") != "", BOUND_S
+        )
+        click(browser, "#start")
+        advancing(browser, 0)
+        assert until(lambda: usage(browser) == "1", BOUND_S)
+    finally:
+        browser.quit()

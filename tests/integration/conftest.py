@@ -9,12 +9,11 @@ session, when first needed.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from harness import Authsvc, AuthsvcFactory, RedisServer, settings_env
-from topologies import ClusterTopology, SentinelTopology, Topology, started
+from harness import RedisServer, Topology
+from topologies import ClusterTopology, SentinelTopology, started
 
 TOPOLOGY_MODULES = {"test_api", "test_race", "test_policies", "test_gate"}
 TOPOLOGIES = ["single", "cluster", "sentinel"]
@@ -54,29 +53,3 @@ def topology(request: pytest.FixtureRequest, redis_server: RedisServer) -> Topol
         return redis_server
     value: Topology = request.getfixturevalue(f"redis_{name}")
     return value
-
-
-@pytest.fixture(scope="session")
-def authsvc(topology: Topology) -> Iterator[Authsvc]:
-    """authsvc with default settings (and an admin token) on the topology, for the session."""
-    service = Authsvc(settings_env(topology, admin_token="admin-token-for-tests"))  # type: ignore[arg-type]
-    service.start()
-    yield service
-    service.stop()
-
-
-@pytest.fixture
-def start_authsvc(topology: Topology, tmp_path: Path) -> Iterator[AuthsvcFactory]:
-    """Start authsvc on the topology (or ``redis=``) with overridden settings."""
-    started_: list[Authsvc] = []
-
-    def start(redis: Topology | None = None, workers: int = 1, **overrides: object) -> Authsvc:
-        env = settings_env(redis or topology, **overrides)  # type: ignore[arg-type]
-        service = Authsvc(env, workers=workers)
-        service.start()
-        started_.append(service)
-        return service
-
-    yield start
-    for service in started_:
-        service.stop()

@@ -39,7 +39,7 @@ def users_by_primary(cluster: ClusterTopology, per_primary: int) -> dict[int, li
 
 @pytest.fixture
 def cluster_authsvc(redis_cluster: ClusterTopology) -> Iterator[Authsvc]:
-    service = Authsvc(settings_env(redis_cluster, redis_timeout_ms=TIMEOUT_MS))  # type: ignore[arg-type]
+    service = Authsvc(settings_env(redis_cluster, redis_timeout_ms=TIMEOUT_MS))
     service.start()
     yield service
     service.stop()

@@ -41,7 +41,9 @@ def interpolate(value: object) -> str:
 
 
 def env_of(service: dict[str, Any]) -> dict[str, str]:
-    return {k: interpolate(v) for k, v in service.get("environment", {}).items()}
+    """The environment as compose sets it with an empty shell: a key without a value
+    passes the shell's variable on, so it is absent here."""
+    return {k: interpolate(v) for k, v in service.get("environment", {}).items() if v is not None}
 
 
 def depends(service: dict[str, Any]) -> list[str]:
@@ -55,7 +57,7 @@ def authsvcs(services: dict[str, dict[str, Any]]) -> list[str]:
 
 def test_the_default_stack_is_unchanged_and_the_profiles_are_complete() -> None:
     unprofiled = {n for n, s in SERVICES.items() if not s.get("profiles")}
-    assert unprofiled == {"redis", "authsvc", "edge-config", "nginx", "prometheus"}
+    assert unprofiled == {"redis", "authsvc", "edge-config", "nginx", "prometheus", "alertmanager"}
     known = {name for name, _, _ in documented(StackSettings)}
     declared_volumes = set(COMPOSE.get("volumes", {}))
     host_ports: list[str] = []
@@ -182,8 +184,11 @@ def test_the_redis_configuration_runs_on_the_real_redis_server(tmp_path: Path) -
 def test_every_edge_renders_a_config_nginx_accepts(tmp_path: Path, service: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
     env.update(env_of(SERVICES[service]))
-    # The compose network's names do not resolve here, and nginx -t resolves upstreams.
+    # The compose network's names do not resolve here, and nginx -t resolves upstreams;
+    # nor does the image's nginx user exist on this machine.
     env["AUTHSVC_API_HOST"] = "127.0.0.1"
+    env.pop("AUTHSVC_NGINX_USER", None)
+    env.pop("AUTHSVC_RESOLVER", None)
     if "AUTHSVC_API_UPSTREAMS" in env:
         env["AUTHSVC_API_UPSTREAMS"] = re.sub(r"[A-Za-z0-9.-]+:", "127.0.0.1:", env["AUTHSVC_API_UPSTREAMS"])
     prefix = tmp_path / "edge"

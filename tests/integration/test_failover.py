@@ -79,7 +79,7 @@ def owner(cluster: ClusterTopology, user: str) -> int:
 def test_a_cluster_primary_killed_under_load(tmp_path: Path) -> None:
     cluster = started(ClusterTopology(tmp_path / "cluster"))
     assert isinstance(cluster, ClusterTopology)
-    service = Authsvc(settings_env(cluster, redis_timeout_ms=TIMEOUT_MS))  # type: ignore[arg-type]
+    service = Authsvc(settings_env(cluster, redis_timeout_ms=TIMEOUT_MS))
     try:
         service.start()
         victim = cluster.primaries()[0]
@@ -106,7 +106,7 @@ def test_a_cluster_primary_killed_under_load(tmp_path: Path) -> None:
 def test_the_sentinel_primary_killed_under_load(tmp_path: Path) -> None:
     sentinel = started(SentinelTopology(tmp_path / "sentinel"))
     assert isinstance(sentinel, SentinelTopology)
-    service = Authsvc(settings_env(sentinel, redis_timeout_ms=TIMEOUT_MS))  # type: ignore[arg-type]
+    service = Authsvc(settings_env(sentinel, redis_timeout_ms=TIMEOUT_MS))
     try:
         service.start()
         primary = sentinel.primary_port()

@@ -7,8 +7,7 @@ from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import AuthsvcFactory, Client
-from topologies import Topology
+from harness import AuthsvcFactory, Client, Topology
 
 
 def metric(client: Client, name: str, **labels: str) -> float:

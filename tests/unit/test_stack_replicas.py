@@ -44,7 +44,9 @@ def test_replica_ports_past_65535_stop_start_up() -> None:
 
 
 def test_the_upstream_block_lists_every_replica(tmp_path: Path) -> None:
-    stack = StackSettings.from_env({"AUTHSVC_API_UPSTREAMS": "10.0.0.5:9005,10.0.0.6:9005"})
+    stack = StackSettings.from_env(
+        {"AUTHSVC_API_UPSTREAMS": "10.0.0.5:9005,10.0.0.6:9005", "AUTHSVC_TLS_PORT": "0"}
+    )
     config = nginxconf.EdgeConfig.from_settings(Settings(), stack, tmp_path / "edge", None)
     text = nginxconf.render(config).read_text()
     block = text.split("upstream canwatch_authsvc {", 1)[1].split("}", 1)[0]
