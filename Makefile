@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: run stop test test-stress unit integration e2e endtoend lint bench-api bench-gate bench-scale system-deps test-deps clean
+.PHONY: k8s-config run stop test test-stress unit integration e2e endtoend lint bench-api bench-gate bench-scale system-deps test-deps clean
 
 $(READY): pyproject.toml requirements.lock requirements-dev.lock
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { scripts/need.sh "__venv__:python3-venv" && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
@@ -78,6 +78,12 @@ bench-gate: $(READY) system-deps
 bench-scale: $(READY) system-deps
 	@scripts/need.sh wrk:wrk
 	$(PY) bench/scale.py
+
+# The nginx edge's ConfigMaps for Kubernetes (deploy/k8s/base/edge-config.yaml), rendered
+# again after a template changes; settings on top of the base's, e.g.
+#   make k8s-config K8S_SETTINGS="AUTHSVC_ORIGIN_URL=https://cdn.example.com"
+k8s-config: $(READY)
+	$(PY) -m authsvc.stack.k8s $(K8S_SETTINGS)
 
 clean:
 	rm -rf $(VENV) .run build *.egg-info
