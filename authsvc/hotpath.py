@@ -22,6 +22,9 @@ from .replies import Call, Reply, ko
 from .routes import Route, serve
 
 JSON_TYPE = (b"content-type", b"application/json")
+# While draining (SIGTERM), every answer closes its connection: nginx and load balancers
+# then open their next one to a replica that is not going away.
+CLOSE = (b"connection", b"close")
 
 
 def _no_body() -> Any:
@@ -102,14 +105,16 @@ class HotPath:
             await self._pass_on(scope, receive, send, start)
             return
         route, params = hot
+        state = app_state(scope["state"])
         if method in route.methods:
             # ASGI header names are lower-case already.
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            call = Call(app_state(scope["state"]), headers, params, _no_body)
-            reply = await serve(route, call, scope["path"])
+            reply = await serve(route, Call(state, headers, params, _no_body), scope["path"])
         else:
             reply = ko(405, "Method Not Allowed", {"Allow": ", ".join(sorted(route.methods))})
         raw_headers, payload = encode(reply)
+        if state.drain.draining:
+            raw_headers.append(CLOSE)
         await send({"type": "http.response.start", "status": reply.status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": payload})
         # The gate answers nginx 401/403 and puts the status its client gets (503 when Redis
@@ -124,6 +129,8 @@ class HotPath:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if "state" in scope and app_state(scope["state"]).drain.draining:
+                    message["headers"] = [*message.get("headers", ()), CLOSE]
             await send(message)
 
         try:

@@ -70,6 +70,9 @@ def test_sigterm_drains_then_finishes_in_flight_requests(own_redis: RedisServer)
         assert until(lambda: readyz().status_code == 503, 2), "readyz still 200 after SIGTERM"
         draining = readyz()
         assert draining.json() == {"status": "ko", "error": "Draining"}
+        # Every answer now closes its connection (a hot route's and Starlette's alike).
+        assert draining.headers["connection"] == "close"
+        assert client.heartbeat(user, streams[0]).headers["connection"] == "close"
         served_before = len(answers)
         # Still serving, on open connections and on new ones.
         assert until(lambda: len(answers) >= served_before + 20, 10)
