@@ -278,18 +278,20 @@ _REDIRECTS = (redis_errors.MovedError, redis_errors.AskError, redis_errors.TryAg
 
 def _answer_early(items: list[Item], durable: set[Future]) -> Callable[[int, Any], None]:
     """While a node's share waits for WAIT: answer its other commands as their replies
-    arrive (a redirect is left to the share's own handling)."""
-    early: dict[int, Future] = {}
+    arrive, and durable ones that failed (NOSCRIPT: nothing was written); a redirect is
+    left to the share's own handling."""
+    owners: dict[int, Future] = {}
     position = 0
     for _, future, target in items:
         position += target is not None  # ASKING's OK
-        if future not in durable:
-            early[position] = future
+        owners[position] = future
         position += 1
 
     def on_reply(at: int, reply: Any) -> None:
-        future = early.get(at)
-        if future is not None and not future.done() and not isinstance(reply, _REDIRECTS):
+        future = owners.get(at)
+        if future is None or future.done() or isinstance(reply, _REDIRECTS):
+            return
+        if future not in durable or isinstance(reply, redis_errors.RedisError):
             future.set_result(reply)
 
     return on_reply

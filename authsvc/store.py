@@ -173,7 +173,8 @@ class AutoPipeline:
             if position == len(batch):
                 return  # WAIT's own
             future = batch[position][1]
-            if future in durable:
+            # An error (NOSCRIPT, READONLY...) wrote nothing: no reason to hold it.
+            if future in durable and not isinstance(reply, redis_errors.RedisError):
                 held.append((future, reply))
             elif not future.done():
                 future.set_result(reply)
