@@ -85,7 +85,8 @@ def create_app(settings: Settings) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, AppState]]:
         client = connect(settings)
-        leases = Leases(client, settings, _store_observer(metrics))
+        short = metrics.redis_wait_short.inc
+        leases = Leases(client, settings, _store_observer(metrics), on_wait_short=short)
         gauges = (metrics.active_leases, metrics.active_users)
         state = AppState(
             settings=settings,

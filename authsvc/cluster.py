@@ -15,6 +15,9 @@ answered as soon as that node replies:
   nodes, or absent): sent again after a few milliseconds, until the batch's timeout.
 - A node that cannot be reached fails only its own commands (503), and the slot map is
   asked again so that a replica promoted in its place is found as soon as it serves.
+- Durable commands (authsvc/store.py): a node's share that holds one ends with WAIT on
+  that node's connection; a durable command redirected elsewhere gets the WAIT of the
+  node that finally runs it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis import exceptions as redis_errors
@@ -30,7 +34,8 @@ from redis.crc import key_slot
 
 from .store import AutoPipeline, Command, StoreUnavailable, pipelined
 
-Item = tuple[Command, "asyncio.Future[Any]", ClusterNode | None]  # node: ASK target
+Future = asyncio.Future[Any]
+Item = tuple[Command, Future, ClusterNode | None]  # node: ASK target
 
 # Redirects and retries of one command within one batch; the batch's timeout bounds them.
 MAX_HOPS = 64
@@ -44,8 +49,15 @@ class ClusterPipeline(AutoPipeline):
     """Commands queued in one event-loop turn go to their slots' nodes, one pipeline per
     node, all at once; each request is answered as soon as its node replies."""
 
-    def __init__(self, cluster: RedisCluster, timeout: float, max_batch: int = 128) -> None:
-        super().__init__(cluster, timeout, max_batch)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        cluster: RedisCluster,
+        timeout: float,
+        max_batch: int = 128,
+        wait: tuple[int, int] = (0, 0),
+        on_wait_short: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__(cluster, timeout, max_batch, wait, on_wait_short)  # type: ignore[arg-type]
         self._cluster = cluster
         self._nodes = cluster.nodes_manager
         self._ready = False
@@ -54,12 +66,15 @@ class ClusterPipeline(AutoPipeline):
         self._refreshed_at = 0.0
         self._loading: dict[tuple[str, str], asyncio.Future[list[Any]]] = {}
 
-    async def _send(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
+    async def _send_durable(self, batch: list[tuple[Command, Future]], durable: set[Future]) -> None:
+        await self._send(batch, durable)
+
+    async def _send(self, batch: list[tuple[Command, Future]], durable: set[Future] | None = None) -> None:
         failure = "no reply"
         try:
             async with asyncio.timeout(self._timeout):
                 await self._start()
-                await self._dispatch([(command, future, None) for command, future in batch], 0)
+                await self._dispatch([(command, future, None) for command, future in batch], 0, durable)
         except (redis_errors.RedisError, redis_errors.RedisClusterException, TimeoutError, OSError) as exc:
             failure = type(exc).__name__
         except BaseException as exc:  # cancelled at shutdown, or a bug
@@ -79,7 +94,7 @@ class ClusterPipeline(AutoPipeline):
                 await self._cluster.initialize()
                 self._ready = True
 
-    async def _dispatch(self, items: list[Item], hops: int) -> None:
+    async def _dispatch(self, items: list[Item], hops: int, durable: set[Future] | None) -> None:
         groups: dict[ClusterNode, list[Item]] = {}
         for item in items:
             command, future, target = item
@@ -92,9 +107,11 @@ class ClusterPipeline(AutoPipeline):
             groups.setdefault(node, []).append(item)
         if len(groups) == 1:
             ((node, share),) = groups.items()
-            await self._node_batch(node, share, hops)
+            await self._node_batch(node, share, hops, durable)
         elif groups:
-            await asyncio.gather(*(self._node_batch(node, share, hops) for node, share in groups.items()))
+            await asyncio.gather(
+                *(self._node_batch(node, share, hops, durable) for node, share in groups.items())
+            )
 
     def _node_for(self, command: Command) -> ClusterNode:
         """The primary serving the slot of the command's first key (every command here
@@ -112,15 +129,24 @@ class ClusterPipeline(AutoPipeline):
         slot = key_slot(key.encode() if isinstance(key, str) else key)
         return self._nodes.slots_cache[slot][0]
 
-    async def _node_batch(self, node: ClusterNode, items: list[Item], hops: int) -> None:
-        """One pipeline to one node; its replies answered, its redirects followed."""
+    async def _node_batch(
+        self, node: ClusterNode, items: list[Item], hops: int, durable: set[Future] | None
+    ) -> None:
+        """One pipeline to one node; its replies answered, its redirects followed; WAIT
+        at its end when it holds a durable command."""
         commands: list[Command] = []
         for command, _, target in items:
             if target is not None:
                 commands.append(("ASKING",))
             commands.append(command)
+        waits = durable is not None and any(future in durable for _, future, _ in items)
+        on_reply = None
+        if waits:
+            assert durable is not None
+            on_reply = _answer_early(items, durable)
+            commands.append(self._wait)
         try:
-            replies = await self._round_trip_on(node, commands)
+            replies = await self._round_trip_on(node, commands, on_reply)
         except (redis_errors.RedisError, OSError) as exc:
             # Only this node's requests fail; the others are answered by their nodes.
             for _, future, _ in items:
@@ -130,6 +156,7 @@ class ClusterPipeline(AutoPipeline):
             return
         again: list[Item] = []
         busy: list[Item] = []
+        kept: list[Any] = []  # replies of the durable commands answered here
         position = 0
         for command, future, target in items:
             if target is not None:
@@ -146,12 +173,16 @@ class ClusterPipeline(AutoPipeline):
             else:
                 if isinstance(reply, (redis_errors.ClusterDownError, redis_errors.ReadOnlyError)):
                     self.refresh_soon()
+                if waits and durable is not None and future in durable:
+                    kept.append(reply)
                 if not future.done():
                     future.set_result(reply)
+        if waits:
+            self._count_short(replies[-1], kept)
         if busy:
             await asyncio.sleep(TRYAGAIN_PAUSE_S[min(hops, len(TRYAGAIN_PAUSE_S) - 1)])
         if again or busy:
-            await self._dispatch(again + busy, hops + 1)
+            await self._dispatch(again + busy, hops + 1, durable)
 
     def _node_at(self, host: str, port: int) -> ClusterNode:
         node = self._nodes.get_node(host=host, port=port)
@@ -160,12 +191,14 @@ class ClusterPipeline(AutoPipeline):
             self._nodes.set_nodes(self._nodes.nodes_cache, {node.name: node})
         return node
 
-    async def _round_trip_on(self, node: ClusterNode, commands: list[Command]) -> list[Any]:
+    async def _round_trip_on(
+        self, node: ClusterNode, commands: list[Command], on_reply: Callable[[int, Any], None] | None = None
+    ) -> list[Any]:
         conn = node.acquire_connection()
         try:
             # A slot map refresh marks every connection to be reconnected before next use.
             await node.disconnect_if_needed(conn)
-            return await pipelined(conn, commands)
+            return await pipelined(conn, commands, on_reply)
         finally:
             node.release(conn)
 
@@ -238,3 +271,27 @@ class ClusterPipeline(AutoPipeline):
         if self._refresh is not None:
             self._refresh.cancel()
             await asyncio.gather(self._refresh, return_exceptions=True)
+
+
+_REDIRECTS = (redis_errors.MovedError, redis_errors.AskError, redis_errors.TryAgainError)
+
+
+def _answer_early(items: list[Item], durable: set[Future]) -> Callable[[int, Any], None]:
+    """While a node's share waits for WAIT: answer its other commands as their replies
+    arrive, and durable ones that failed (NOSCRIPT: nothing was written); a redirect is
+    left to the share's own handling."""
+    owners: dict[int, Future] = {}
+    position = 0
+    for _, future, target in items:
+        position += target is not None  # ASKING's OK
+        owners[position] = future
+        position += 1
+
+    def on_reply(at: int, reply: Any) -> None:
+        future = owners.get(at)
+        if future is None or future.done() or isinstance(reply, _REDIRECTS):
+            return
+        if future not in durable or isinstance(reply, redis_errors.RedisError):
+            future.set_result(reply)
+
+    return on_reply

@@ -81,12 +81,14 @@ class Leases:
         settings: Settings,
         on_store_state: Callable[[bool, str, bool], None] | None = None,
         stats_per_slot: bool | None = None,
+        on_wait_short: Callable[[int], None] | None = None,
     ) -> None:
         """``on_store_state(up, reason, changed)`` is called on every failed call (up=False)
         and when Redis answers again after one; ``changed`` says whether up/down changed.
         Never called on the hot path of a healthy store. ``stats_per_slot``: one counter
         hash per Cluster slot (the default on a RedisCluster) rather than one in all
-        (authsvc/stats.py)."""
+        (authsvc/stats.py). ``on_wait_short(n)``: n activations were answered before
+        ``redis_wait_replicas`` replicas acknowledged them (WAIT timed out)."""
         self._on_store_state = on_store_state or (lambda up, reason, changed: None)
         self._up = True
         self._prefix = settings.key_prefix
@@ -94,8 +96,12 @@ class Leases:
         self._default_limit = settings.max_streams
         self._policy = settings.limit_policy
         self._enforce = "1" if settings.enforce else "0"
-        self._pipeline = auto_pipeline(redis, settings.redis_timeout_s)
+        wait = (settings.redis_wait_replicas, settings.redis_wait_ms)
+        self._pipeline = auto_pipeline(redis, settings.redis_timeout_s, wait, on_wait_short)
         self._activate = Script(_script("activate.lua"))
+        # Only activations (admissions and evictions) wait for replicas: a lost refresh,
+        # end or gate decision costs nothing that the next one does not repair.
+        self._run_activate = self._activate.durable if settings.redis_wait_replicas else self._activate
         self._touch = Script(_script("touch.lua"))
         self._active = Script(_script("active.lua"))
         self._end_all = Script(_script("end_all.lua"))
@@ -142,7 +148,7 @@ class Leases:
             self._enforce,
             self._bucket_ms,
         ]
-        reply = await self._call(self._activate(self._pipeline, keys, args))
+        reply = await self._call(self._run_activate(self._pipeline, keys, args))
         assert isinstance(reply, list)
         code, limit, now, count = (int(v) for v in reply[:4])
         outcome = Outcome(code)

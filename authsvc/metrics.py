@@ -59,6 +59,11 @@ class Metrics:
         self.redis_errors = Counter(
             "authsvc_redis_errors_total", "Redis calls that failed or timed out", registry=r
         )
+        self.redis_wait_short = Counter(
+            "authsvc_redis_wait_short_total",
+            "Activations answered before AUTHSVC_REDIS_WAIT_REPLICAS replicas acknowledged them",
+            registry=r,
+        )
         self.redis_up = Gauge(
             "authsvc_redis_up",
             "1 when the last Redis call succeeded, else 0",

@@ -14,6 +14,7 @@ Redis must cost one timeout, not several.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -87,8 +88,14 @@ class SentinelPrimary(Redis):
             await manager.aclose()
 
 
-def auto_pipeline(client: Client, timeout: float) -> AutoPipeline:
-    """The auto-pipeline for a client made by ``connect`` (or any redis-py client)."""
+def auto_pipeline(
+    client: Client,
+    timeout: float,
+    wait: tuple[int, int] = (0, 0),
+    on_wait_short: Callable[[int], None] | None = None,
+) -> AutoPipeline:
+    """The auto-pipeline for a client made by ``connect`` (or any redis-py client);
+    ``wait`` = (replicas, ms) of the WAIT behind durable commands (authsvc/store.py)."""
     if isinstance(client, RedisCluster):
-        return ClusterPipeline(client, timeout)
-    return AutoPipeline(client, timeout)
+        return ClusterPipeline(client, timeout, wait=wait, on_wait_short=on_wait_short)
+    return AutoPipeline(client, timeout, wait=wait, on_wait_short=on_wait_short)

@@ -22,6 +22,10 @@ IdentityMode = Literal["header", "jwt"]
 
 T = TypeVar("T")
 
+# Redis checks a blocked WAIT's timeout at its `hz` (10 a second by default): measured, WAIT
+# 1 100 without a replica answers after 110-200 ms.
+WAIT_LATE_MS = 100
+
 
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
@@ -127,6 +131,16 @@ class Settings:
     redis_timeout_ms: int = _setting(
         250, _int_range(10, 60_000), "timeout of every Redis call; past it the answer is 503"
     )
+    redis_wait_replicas: int = _setting(
+        0,
+        _int_range(0, 16),
+        "replicas that must acknowledge an activation before it is answered (WAIT); 0 = off",
+    )
+    redis_wait_ms: int = _setting(
+        50,
+        _int_range(1, 60_000),
+        "how long an activation waits for them; at most AUTHSVC_REDIS_TIMEOUT_MS - 100",
+    )
     key_prefix: str = _setting("canwatch:", _key_prefix, "prefix of every Redis key")
     max_streams: int = _setting(3, _int_range(0, 10_000), "streams a user may watch at once")
     lease_ttl_s: float = _setting(120.0, _ttl, "lease lifetime since its last refresh; 0 = never expires")
@@ -190,6 +204,13 @@ class Settings:
             parse_redis_url(self.redis_url)
         except ValueError as exc:
             raise SettingsError(f"AUTHSVC_REDIS_URL: {exc}") from None
+        if self.redis_wait_replicas and self.redis_wait_ms > self.redis_timeout_ms - WAIT_LATE_MS:
+            # Otherwise the batch's timeout fires first whenever a replica is slow or down:
+            # every activation a 503, where a short WAIT should answer it.
+            raise SettingsError(
+                f"AUTHSVC_REDIS_WAIT_MS ({self.redis_wait_ms}) must be below AUTHSVC_REDIS_TIMEOUT_MS "
+                f"({self.redis_timeout_ms}) by at least {WAIT_LATE_MS}"
+            )
         if self.jwt_public_key:
             _check_public_key(self.jwt_public_key, self.effective_jwt_algorithms)
         if self.gate_token_s and self.lease_ttl_s and self.gate_token_s > self.lease_ttl_s / 2:

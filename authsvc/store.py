@@ -7,13 +7,23 @@ pooled connection at once, as a pipeline (no MULTI: each command stays its own a
 script), which costs well under 20 us per command. Every batch runs under one timeout,
 so a hung Redis fails the whole batch within ``timeout`` rather than leaving requests
 waiting.
+
+Durable commands (activations, with ``AUTHSVC_REDIS_WAIT_REPLICAS``): replication is
+asynchronous, so a lease admitted just before its primary dies can be missing on the
+replica that takes over. ``WAIT n ms`` blocks a connection until every write sent before
+it on that connection has reached ``n`` replicas, so a batch holding a durable command gets
+one WAIT at its end (one per node on a Cluster): the batching stays, the other commands
+are answered as their replies arrive, the durable ones once WAIT has answered. When fewer
+replicas acknowledged in time, the activation is answered all the same and counted
+(``on_wait_short``): the lease exists on the primary, and refusing would turn a
+replication lag, or a replica down, into an outage of every activation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis import exceptions as redis_errors
@@ -52,12 +62,26 @@ class AutoPipeline:
     """Sends the commands queued during one event-loop turn as one pipeline, on one pooled
     connection of one Redis (a single server, or the primary a Sentinel names)."""
 
-    def __init__(self, redis: Redis, timeout: float, max_batch: int = 128) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        timeout: float,
+        max_batch: int = 128,
+        wait: tuple[int, int] = (0, 0),
+        on_wait_short: Callable[[int], None] | None = None,
+    ) -> None:
+        """``wait``: (replicas, ms) of the WAIT after a batch holding a durable command;
+        ``on_wait_short(n)``: n durable commands were answered with fewer replicas."""
         self._redis = redis
         self._timeout = timeout
         self._max_batch = max_batch
         self._queue: list[tuple[Command, asyncio.Future[Any]]] = []
         self._inflight: set[asyncio.Task[None]] = set()
+        self._wait_replicas, wait_ms = wait
+        self._wait: Command = ("WAIT", self._wait_replicas, wait_ms)
+        self._on_wait_short = on_wait_short or (lambda count: None)
+        # Futures of the durable commands queued in this turn; empty unless WAIT is on.
+        self._durable: set[asyncio.Future[Any]] = set()
 
     async def execute(self, *command: Any) -> Any:
         """Run one command and return its reply (a NoScriptError is returned, not raised).
@@ -74,11 +98,26 @@ class AutoPipeline:
             self._flush()
         reply = await future
         if isinstance(reply, redis_errors.RedisError) and not isinstance(reply, redis_errors.NoScriptError):
-            message = f"{type(reply).__name__}: {str(reply)[:80]}"
-            # BUSY (a script running too long) has no class of its own.
-            if isinstance(reply, _UNAVAILABLE) or str(reply).startswith("BUSY"):
-                raise StoreUnavailable(message)
-            raise StoreDataError(message)
+            raise _failure(reply)
+        return reply
+
+    async def execute_durable(self, *command: Any) -> Any:
+        """Like ``execute``, but answered only once WAIT has asked the replicas to
+        acknowledge it (or timed out, counted by ``on_wait_short``). Without WAIT
+        configured, the same as ``execute``. Raises StoreUnavailable."""
+        if not self._wait_replicas:
+            return await self.execute(*command)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._durable.add(future)
+        self._queue.append((command, future))
+        if len(self._queue) == 1:
+            loop.call_soon(self._flush)
+        elif len(self._queue) >= self._max_batch:
+            self._flush()
+        reply = await future
+        if isinstance(reply, redis_errors.RedisError) and not isinstance(reply, redis_errors.NoScriptError):
+            raise _failure(reply)
         return reply
 
     async def ping(self) -> bool:
@@ -93,7 +132,11 @@ class AutoPipeline:
         if not self._queue:
             return
         batch, self._queue = self._queue, []
-        task = asyncio.ensure_future(self._send(batch))
+        if self._durable:  # the one check per batch that WAIT costs when it is off
+            durable, self._durable = self._durable, set()
+            task = asyncio.ensure_future(self._send_durable(batch, durable))
+        else:
+            task = asyncio.ensure_future(self._send(batch))
         # Keep a reference: the loop holds tasks only weakly.
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
@@ -119,11 +162,59 @@ class AutoPipeline:
                 if not future.done():
                     future.set_exception(StoreUnavailable(failure))
 
-    async def _round_trip(self, commands: list[Command]) -> list[Any]:
+    async def _send_durable(
+        self, batch: list[tuple[Command, asyncio.Future[Any]]], durable: set[asyncio.Future[Any]]
+    ) -> None:
+        """``_send`` with WAIT after the batch: the durable commands' replies are held
+        until WAIT answers, the others are answered as they arrive."""
+        held: list[tuple[asyncio.Future[Any], Any]] = []
+
+        def on_reply(position: int, reply: Any) -> None:
+            if position == len(batch):
+                return  # WAIT's own
+            future = batch[position][1]
+            # An error (NOSCRIPT, READONLY...) wrote nothing: no reason to hold it.
+            if future in durable and not isinstance(reply, redis_errors.RedisError):
+                held.append((future, reply))
+            elif not future.done():
+                future.set_result(reply)
+
+        failure = "no reply"
+        try:
+            async with asyncio.timeout(self._timeout):
+                replies = await self._round_trip([*(command for command, _ in batch), self._wait], on_reply)
+            self._count_short(replies[-1], [reply for _, reply in held])
+            for future, reply in held:
+                if not future.done():
+                    future.set_result(reply)
+            if any(isinstance(r, _RECONNECT) for r in replies):
+                await self._redis.connection_pool.disconnect()
+        except (redis_errors.RedisError, TimeoutError, OSError) as exc:
+            failure = type(exc).__name__
+        except BaseException as exc:  # cancelled at shutdown, or a bug
+            failure = type(exc).__name__
+            raise
+        finally:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(StoreUnavailable(failure))
+
+    def _count_short(self, wait_reply: Any, durable_replies: list[Any]) -> None:
+        """Count the durable commands that succeeded as short when WAIT heard from too few
+        replicas (or failed: a node demoted since the batch was sent refuses WAIT)."""
+        if isinstance(wait_reply, int) and wait_reply >= self._wait_replicas:
+            return
+        written = sum(1 for reply in durable_replies if not isinstance(reply, redis_errors.RedisError))
+        if written:
+            self._on_wait_short(written)
+
+    async def _round_trip(
+        self, commands: list[Command], on_reply: Callable[[int, Any], None] | None = None
+    ) -> list[Any]:
         pool = self._redis.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            return await pipelined(conn, commands)
+            return await pipelined(conn, commands, on_reply)
         finally:
             await pool.release(conn)
 
@@ -134,9 +225,19 @@ class AutoPipeline:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
 
-async def pipelined(conn: AbstractConnection, commands: Sequence[Command]) -> list[Any]:
+def _failure(reply: redis_errors.RedisError) -> Exception:
+    message = f"{type(reply).__name__}: {str(reply)[:80]}"
+    # BUSY (a script running too long) has no class of its own.
+    if isinstance(reply, _UNAVAILABLE) or str(reply).startswith("BUSY"):
+        return StoreUnavailable(message)
+    return StoreDataError(message)
+
+
+async def pipelined(
+    conn: AbstractConnection, commands: Sequence[Command], on_reply: Callable[[int, Any], None] | None = None
+) -> list[Any]:
     """Write every command at once on ``conn``, then read the replies (error replies are
-    returned, not raised).
+    returned, not raised); ``on_reply(position, reply)`` is called as each one arrives.
 
     This is what a redis-py pipeline does, without its per-command bookkeeping (response
     callbacks, command stack, retry wrapper): a third of its cost here. A connection that
@@ -150,11 +251,14 @@ async def pipelined(conn: AbstractConnection, commands: Sequence[Command]) -> li
             replies: list[Any] = []
             try:
                 await conn.send_packed_command(packed, check_health=False)
-                for _ in commands:
-                    try:
-                        replies.append(await conn.read_response())
-                    except redis_errors.ResponseError as error:
-                        replies.append(error)
+                if on_reply is None:
+                    for _ in commands:
+                        try:
+                            replies.append(await conn.read_response())
+                        except redis_errors.ResponseError as error:
+                            replies.append(error)
+                else:
+                    await _read_each(conn, len(commands), replies, on_reply)
                 return replies
             except (redis_errors.ConnectionError, OSError):
                 if replies or attempt == 2:
@@ -167,6 +271,18 @@ async def pipelined(conn: AbstractConnection, commands: Sequence[Command]) -> li
         # for the next batch's replies.
         await conn.disconnect(nowait=True)
         raise
+
+
+async def _read_each(
+    conn: AbstractConnection, count: int, replies: list[Any], on_reply: Callable[[int, Any], None]
+) -> None:
+    for position in range(count):
+        try:
+            reply = await conn.read_response()
+        except redis_errors.ResponseError as error:
+            reply = error
+        replies.append(reply)
+        on_reply(position, reply)
 
 
 class Script:
@@ -189,4 +305,15 @@ class Script:
                 return reply
             await pipeline.load_script(self.source, keys[0])
             reply = await pipeline.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        raise StoreUnavailable("NoScriptError after SCRIPT LOAD")
+
+    async def durable(self, pipeline: AutoPipeline, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run the script, answered once replicas acknowledged it (``execute_durable``).
+        A method of its own rather than a flag, so that ``__call__`` costs what it did."""
+        reply = await pipeline.execute_durable("EVALSHA", self.sha, len(keys), *keys, *args)
+        for _ in range(3):
+            if not isinstance(reply, redis_errors.NoScriptError):
+                return reply
+            await pipeline.load_script(self.source, keys[0])
+            reply = await pipeline.execute_durable("EVALSHA", self.sha, len(keys), *keys, *args)
         raise StoreUnavailable("NoScriptError after SCRIPT LOAD")

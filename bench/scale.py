@@ -13,9 +13,13 @@ many users there are or on how many Redis nodes hold them. A benchmark, not a te
    Redis, one authsvc worker each, rounds interleaved; skipped (and said so) when this
    authsvc does not take ``redis+cluster://`` URLs.
 
+4. WAIT: the cycle over those users on a primary with one replica, one authsvc worker
+   with AUTHSVC_REDIS_WAIT_REPLICAS off and one with it at 1 (AUTHSVC_REDIS_WAIT_MS 50),
+   rounds interleaved; the ratio of the two, and the short WAITs counted.
+
 Every wrk run must answer 200 only: the other answers are counted by status, reported, and
 fail the benchmark, since an error page is cheap and would flatter a ratio. BENCH_PARTS
-(memory,users,cluster) picks the parts to run.
+(memory,users,cluster,wait) picks the parts to run.
 Everything runs on 127.0.0.1 on free ports and is stopped by PID.
 """
 
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+import requests
 
 from authsvc.ids import IdCodec
 from authsvc.settings import Settings, SettingsError
@@ -47,7 +52,7 @@ USERS = int(os.environ.get("BENCH_USERS", "1000000"))
 CYCLE_USERS = int(os.environ.get("BENCH_CYCLE_USERS", "100000"))
 DURATION = os.environ.get("BENCH_SECONDS", "10")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-PARTS = set(os.environ.get("BENCH_PARTS", "memory,users,cluster").split(","))
+PARTS = set(os.environ.get("BENCH_PARTS", "memory,users,cluster,wait").split(","))
 TTL_MS = 3_600_000  # no lease may expire while loading; the key carries an expiry as usual
 BATCH = 20_000  # commands per write to redis-cli --pipe
 SAMPLE = 2_000  # keys whose MEMORY USAGE and ZCARD are read
@@ -197,11 +202,13 @@ def write_ids(work: Path, count: int) -> Path:
 
 
 @contextmanager
-def authsvc(work: Path, redis_url: str, name: str) -> Iterator[str]:
-    """One authsvc worker on ``redis_url``, defaults otherwise; its base URL."""
+def authsvc(work: Path, redis_url: str, name: str, **settings: str) -> Iterator[str]:
+    """One authsvc worker on ``redis_url``, defaults otherwise (or ``settings``, as
+    AUTHSVC_<NAME>); its base URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
     env.update(AUTHSVC_REDIS_URL=redis_url, AUTHSVC_SECRET=SECRET)
+    env.update({f"AUTHSVC_{key.upper()}": value for key, value in settings.items()})
     proc = start_authsvc(port, env, 1, work / f"authsvc-{name}.log")
     try:
         yield f"http://{LOOPBACK}:{port}"
@@ -318,6 +325,34 @@ def cluster_part(work: Path, many_ids: Path, rows: Rows, failed: list[str]) -> d
     return runs
 
 
+def wait_part(work: Path, many_ids: Path, rows: Rows, failed: list[str]) -> dict[str, list[Run]]:
+    from authsvc.stack.replicated import PrimaryReplica
+
+    print(f"\nWAIT: a primary with one replica, {CYCLE_USERS:,} users, one authsvc worker each", flush=True)
+    pair = PrimaryReplica(work / "replicated")
+    pair.start()
+    try:
+        with (
+            authsvc(work, pair.url, "wait-off", key_prefix="off:") as off_url,
+            authsvc(
+                work, pair.url, "wait-on", key_prefix="on:", redis_wait_replicas="1", redis_wait_ms="50"
+            ) as on_url,
+        ):
+            runs = interleaved({"WAIT off": (off_url, many_ids), "WAIT 1, 50 ms": (on_url, many_ids)})
+            metrics = requests.get(f"{on_url}/metrics", timeout=5).text
+    finally:
+        pair.stop()
+    short = re.search(r"^authsvc_redis_wait_short_total (\S+)", metrics, re.M)
+    m_off, m_on = median(runs["WAIT off"]), median(runs["WAIT 1, 50 ms"])
+    rows += [
+        (f"cycle, {CYCLE_USERS:,} users, primary + replica, WAIT off", _run_text(m_off), ""),
+        (f"cycle, {CYCLE_USERS:,} users, primary + replica, WAIT 1", _run_text(m_on), ""),
+        ("WAIT 1 / off", f"{m_on.rps / m_off.rps:.2f}x req/s, p50 {m_on.p50 / m_off.p50:.2f}x, "
+         f"p99 {m_on.p99 / m_off.p99:.2f}x; short WAITs: {short.group(1) if short else '?'}", ""),
+    ]  # fmt: skip
+    return runs
+
+
 def main() -> int:
     for tool in ("wrk", "redis-server", "redis-cli"):
         if subprocess.run(["which", tool], capture_output=True).returncode:
@@ -334,6 +369,8 @@ def main() -> int:
         runs.update(users_part(work, many_ids, rows, failed))
     if "cluster" in PARTS:
         runs.update({f"{k} (cluster part)": v for k, v in cluster_part(work, many_ids, rows, failed).items()})
+    if "wait" in PARTS:
+        runs.update(wait_part(work, many_ids, rows, failed))
 
     bad = {name: ",".join(r.statuses for r in rs if r.statuses) for name, rs in runs.items()}
     bad = {name: statuses for name, statuses in bad.items() if statuses}

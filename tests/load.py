@@ -38,6 +38,9 @@ class Load:
     outcomes: list[Outcome] = field(default_factory=list)
     lost: list[tuple[str, str]] = field(default_factory=list)
     current: dict[str, str] = field(default_factory=dict)
+    # Users whose current lease was ended and whose next is not admitted yet (the load
+    # stopped in between): they hold no lease, none can be missing.
+    between: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -108,9 +111,13 @@ class Load:
         """Activate the user's next stream until one is admitted (or the load stops)."""
         streams = self.streams[user]
         following = streams[(streams.index(self.current[user]) + 1) % len(streams)]
+        with self._lock:
+            self.between.add(user)
         while not self._stop.is_set():
             if self._request(http, user, "activate", following) == 200:
-                self.current[user] = following
+                with self._lock:
+                    self.current[user] = following
+                    self.between.discard(user)
                 return
             time.sleep(0.01)
 

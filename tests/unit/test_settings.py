@@ -136,3 +136,23 @@ def test_lease_tokens_and_the_micro_cache_are_not_on_together(tmp_path: Path) ->
     settings = Settings.from_env({"AUTHSVC_SECRET": "s" * 32, "AUTHSVC_GATE_TOKEN_S": "10"})
     with pytest.raises(SettingsError, match="AUTHSVC_GATE_TOKEN_S and AUTHSVC_GATE_CACHE_S"):
         EdgeConfig.from_settings(settings, StackSettings(gate_cache_s=1, tls_port=0), tmp_path, None)
+
+
+def test_wait_for_replicas_must_end_before_the_redis_timeout() -> None:
+    assert Settings.from_env({}).redis_wait_replicas == 0  # off by default
+    on = Settings.from_env({"AUTHSVC_REDIS_WAIT_REPLICAS": "1", "AUTHSVC_REDIS_WAIT_MS": "100"})
+    assert (on.redis_wait_replicas, on.redis_wait_ms, on.redis_timeout_ms) == (1, 100, 250)
+    # Redis answers a timed-out WAIT up to 100 ms late (its hz): that much room is needed.
+    assert Settings.from_env({"AUTHSVC_REDIS_WAIT_REPLICAS": "1", "AUTHSVC_REDIS_WAIT_MS": "150"})
+    with pytest.raises(
+        SettingsError, match=r"AUTHSVC_REDIS_WAIT_MS \(151\).*AUTHSVC_REDIS_TIMEOUT_MS \(250\)"
+    ):
+        Settings.from_env({"AUTHSVC_REDIS_WAIT_REPLICAS": "1", "AUTHSVC_REDIS_WAIT_MS": "151"})
+    with pytest.raises(SettingsError, match=r"AUTHSVC_REDIS_WAIT_MS.*AUTHSVC_REDIS_TIMEOUT_MS"):
+        Settings.from_env({"AUTHSVC_REDIS_WAIT_REPLICAS": "2", "AUTHSVC_REDIS_TIMEOUT_MS": "40"})
+    # Off, the wait is not checked: a short Redis timeout alone stays valid.
+    assert Settings.from_env({"AUTHSVC_REDIS_TIMEOUT_MS": "40"}).redis_timeout_ms == 40
+    # WAIT with a timeout of 0 would block for ever.
+    for name, value in (("AUTHSVC_REDIS_WAIT_MS", "0"), ("AUTHSVC_REDIS_WAIT_REPLICAS", "-1")):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: value})
