@@ -115,7 +115,7 @@ def test_with_wait_a_cluster_primary_killed_under_load_loses_no_lease(tmp_path: 
     assert isinstance(cluster, ClusterTopology)
     # After the kill the promoted replica has no replica of its own: its activations
     # wait the whole 50 ms (up to 150 ms: Redis's hz), still inside the timeout.
-    env = settings_env(cluster, redis_timeout_ms=TIMEOUT_MS, redis_wait_replicas=1, redis_wait_ms=50)  # type: ignore[arg-type]
+    env = settings_env(cluster, redis_timeout_ms=TIMEOUT_MS, redis_wait_replicas=1, redis_wait_ms=50)
     service = Authsvc(env)
     try:
         service.start()
