@@ -132,12 +132,15 @@ class Leases:
             self._on_store_state(True, "", True)
         return reply
 
-    async def activate(self, user_id: str, stream_id: str, claim_limit: int | None = None) -> Activation:
-        """Admit, refresh or refuse a stream for a user, atomically.
+    @property
+    def activate_script(self) -> Script:
+        return self._activate
 
-        The user's limit is the operator's override if set, else ``claim_limit`` (from
-        the user's token) if given, else the default. Raises StoreUnavailable.
-        """
+    def activation(
+        self, user_id: str, stream_id: str, claim_limit: int | None = None
+    ) -> tuple[list[str], list[str | int]]:
+        """KEYS and ARGV of ``activate_script`` for this activation: what ``activate``
+        sends, for tools that load many leases at once (bench/scale.py)."""
         keys = [self._streams_key(user_id), self._limit_key(user_id), self.stats_keys.for_user(user_id)]
         args: list[str | int] = [
             stream_id,
@@ -148,6 +151,15 @@ class Leases:
             self._enforce,
             self._bucket_ms,
         ]
+        return keys, args
+
+    async def activate(self, user_id: str, stream_id: str, claim_limit: int | None = None) -> Activation:
+        """Admit, refresh or refuse a stream for a user, atomically.
+
+        The user's limit is the operator's override if set, else ``claim_limit`` (from
+        the user's token) if given, else the default. Raises StoreUnavailable.
+        """
+        keys, args = self.activation(user_id, stream_id, claim_limit)
         reply = await self._call(self._run_activate(self._pipeline, keys, args))
         assert isinstance(reply, list)
         code, limit, now, count = (int(v) for v in reply[:4])

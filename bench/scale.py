@@ -38,14 +38,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+import redis.asyncio
 import requests
 
 from authsvc.ids import IdCodec
+from authsvc.leases import Leases
 from authsvc.settings import Settings, SettingsError
 from authsvc.stack.procs import LOOPBACK, free_port, start_authsvc, start_redis, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "authsvc" / "lua" / "activate.lua"
 SECRET = "bench-secret-of-some-length"
 PREFIX = Settings().key_prefix
 USERS = int(os.environ.get("BENCH_USERS", "1000000"))
@@ -104,7 +105,10 @@ def load_memory(work: Path, users: int) -> tuple[Memory, Memory]:
     codec = IdCodec(SECRET)
     with redis_server(work, "redis-memory") as port:
         r = redis.Redis(host=LOOPBACK, port=port, decode_responses=True)
-        sha = r.script_load(SCRIPT.read_text())
+        # The service's own script, keys and arguments: what an activation sends.
+        settings = Settings(redis_url=f"redis://{LOOPBACK}:{port}/0", lease_ttl_s=TTL_MS / 1000)
+        limiter = Leases(redis.asyncio.Redis(), settings)
+        sha = r.script_load(limiter.activate_script.source)
         before = int(r.info("memory")["used_memory"])
         user_ids = [codec.issue("user") for _ in range(users)]
         step = users // SAMPLE or 1
@@ -112,11 +116,12 @@ def load_memory(work: Path, users: int) -> tuple[Memory, Memory]:
         results = []
         for leases, adding in ((1, 1), (3, 2)):
             started = time.monotonic()
-            _pipe(port, sha, user_ids, adding, codec)
+            _pipe(port, sha, user_ids, adding, codec, limiter)
             load_s = time.monotonic() - started
             # Every lease is there: one key per user, each with its leases and an expiry.
-            if r.dbsize() != users:
-                raise SystemExit(f"{r.dbsize()} keys, expected {users}")
+            # One key per user, and the lease counters' one hash (authsvc/stats.py).
+            if r.dbsize() != users + 1:
+                raise SystemExit(f"{r.dbsize()} keys, expected {users} and the counters")
             cards = {r.zcard(k) for k in sample}
             if cards != {leases} or min(r.pttl(k) for k in sample) <= 0:
                 raise SystemExit(f"sampled keys hold {cards} leases, expected {leases}")
@@ -127,31 +132,30 @@ def load_memory(work: Path, users: int) -> tuple[Memory, Memory]:
     return results[0], results[1]
 
 
-def _pipe(port: int, sha: str, user_ids: list[str], leases: int, codec: IdCodec) -> None:
-    """Activate ``leases`` new streams for every user, by EVALSHA through redis-cli --pipe;
+def _pipe(port: int, sha: str, user_ids: list[str], adding: int, codec: IdCodec, limiter: Leases) -> None:
+    """Activate ``adding`` new streams for every user, by EVALSHA through redis-cli --pipe;
     SystemExit unless every reply came back without error."""
     cli = [_binary("redis-cli"), "-h", LOOPBACK, "-p", str(port), "--pipe"]
-    pipe = subprocess.Popen(cli, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert pipe.stdin is not None and pipe.stdout is not None
-    ttl = str(TTL_MS)
-    batch: list[bytes] = []
-    for user in user_ids:
-        key, limit_key = f"{PREFIX}{{{user}}}:streams", f"{PREFIX}{{{user}}}:limit"
-        for _ in range(leases):
-            # KEYS: the user's leases and own limit; ARGV: stream, TTL, default limit,
-            # the token's limit (none), policy, enforce.
-            batch.append(
-                resp("EVALSHA", sha, "2", key, limit_key, codec.issue("stream"), ttl, "3", "", "reject", "1")
-            )
-        if len(batch) >= BATCH:
-            pipe.stdin.write(b"".join(batch))
-            batch.clear()
-    pipe.stdin.write(b"".join(batch))
-    pipe.stdin.close()
-    report = pipe.stdout.read().decode(errors="replace")
-    pipe.wait(600)
+    # Its report goes to a file: a pipe nobody reads while we write would fill up and
+    # stall both sides (redis-cli prints a line per error reply).
+    with tempfile.TemporaryFile() as report_file:
+        pipe = subprocess.Popen(cli, stdin=subprocess.PIPE, stdout=report_file, stderr=subprocess.STDOUT)
+        assert pipe.stdin is not None
+        batch: list[bytes] = []
+        for user in user_ids:
+            for _ in range(adding):
+                keys, args = limiter.activation(user, codec.issue("stream"))
+                batch.append(resp("EVALSHA", sha, str(len(keys)), *keys, *(str(a) for a in args)))
+            if len(batch) >= BATCH:
+                pipe.stdin.write(b"".join(batch))
+                batch.clear()
+        pipe.stdin.write(b"".join(batch))
+        pipe.stdin.close()
+        pipe.wait(600)
+        report_file.seek(0)
+        report = report_file.read().decode(errors="replace")
     match = re.search(r"errors: (\d+), replies: (\d+)", report)
-    if not match or int(match.group(1)) or int(match.group(2)) != len(user_ids) * leases:
+    if not match or int(match.group(1)) or int(match.group(2)) != len(user_ids) * adding:
         raise SystemExit(f"redis-cli --pipe did not load every lease:\n{report[-600:]}")
 
 
