@@ -20,6 +20,7 @@ from authsvc.settings import Settings
 from authsvc.stats import StatsKeys, bucket_ms, read_counts, slot_tags
 
 from harness import SECRET, Authsvc, Client, RedisServer, free_port, settings_env
+from topologies import ClusterTopology
 
 
 def until(check: Callable[[], bool], timeout: float) -> bool:
@@ -193,3 +194,24 @@ def test_every_replica_and_worker_reports_the_global_counts(redis_server: RedisS
     finally:
         one.stop()
         two.stop()
+
+
+def test_the_counts_are_global_on_a_cluster(redis_cluster: ClusterTopology) -> None:
+    """Counters live in each user's own slot, spread over the three primaries; a scrape
+    adds them all up."""
+    service = Authsvc(settings_env(redis_cluster, lease_ttl_s=2))
+    try:
+        service.start()
+        client = Client(service.url)
+        users = [client.new_user() for _ in range(12)]
+        slots = {key_slot(f"{{{user}}}".encode()) for user in users}
+        assert len(slots) > 1
+        for i, user in enumerate(users):
+            for _ in range(i % 3 + 1):  # 4 users each with 1, 2 and 3 leases: 24
+                assert client.activate(user, client.new_stream()).status_code == 200
+        expected = {"authsvc_active_leases": 24, "authsvc_active_users": 12}
+        assert until(lambda: gauges(service.url) == expected, 15), gauges(service.url)
+        gone = {"authsvc_active_leases": 0, "authsvc_active_users": 0}
+        assert until(lambda: gauges(service.url) == gone, 20), gauges(service.url)
+    finally:
+        service.stop()
