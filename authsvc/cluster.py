@@ -70,20 +70,11 @@ class ClusterPipeline(AutoPipeline):
         await self._send(batch, durable)
 
     async def _send(self, batch: list[tuple[Command, Future]], durable: set[Future] | None = None) -> None:
-        failure = "no reply"
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self._start()
-                await self._dispatch([(command, future, None) for command, future in batch], 0, durable)
-        except (redis_errors.RedisError, redis_errors.RedisClusterException, TimeoutError, OSError) as exc:
-            failure = type(exc).__name__
-        except BaseException as exc:  # cancelled at shutdown, or a bug
-            failure = type(exc).__name__
-            raise
-        finally:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(StoreUnavailable(failure))
+        async def work() -> None:
+            await self._start()
+            await self._dispatch([(command, future, None) for command, future in batch], 0, durable)
+
+        await self._settle(batch, work())
 
     async def _start(self) -> None:
         """Learn the slot map from the seed nodes, once (again on every batch until it works)."""

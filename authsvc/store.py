@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis import exceptions as redis_errors
@@ -141,26 +141,37 @@ class AutoPipeline:
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
-    async def _send(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
+    async def _settle(self, batch: list[tuple[Command, asyncio.Future[Any]]], work: Awaitable[None]) -> None:
+        """Run ``work`` (which answers the batch's requests) within the batch's timeout;
+        whatever happens, no request is left waiting: the unanswered get StoreUnavailable."""
         failure = "no reply"
         try:
             async with asyncio.timeout(self._timeout):
-                replies = await self._round_trip([command for command, _ in batch])
-            for (_, future), reply in zip(batch, replies, strict=False):
-                if not future.done():
-                    future.set_result(reply)
-            if any(isinstance(r, _RECONNECT) for r in replies):
-                await self._redis.connection_pool.disconnect()
-        except (redis_errors.RedisError, TimeoutError, OSError) as exc:
+                await work
+        except (redis_errors.RedisError, redis_errors.RedisClusterException, TimeoutError, OSError) as exc:
             failure = type(exc).__name__
         except BaseException as exc:  # cancelled at shutdown, or a bug
             failure = type(exc).__name__
             raise
         finally:
-            # Whatever happened, no request is left waiting on this batch.
             for _, future in batch:
                 if not future.done():
                     future.set_exception(StoreUnavailable(failure))
+
+    async def _send(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
+        async def work() -> None:
+            replies = await self._round_trip([command for command, _ in batch])
+            for (_, future), reply in zip(batch, replies, strict=False):
+                if not future.done():
+                    future.set_result(reply)
+            await self._after(replies)
+
+        await self._settle(batch, work())
+
+    async def _after(self, replies: list[Any]) -> None:
+        # After a failover the old primary answers READONLY: drop its connections.
+        if any(isinstance(r, _RECONNECT) for r in replies):
+            await self._redis.connection_pool.disconnect()
 
     async def _send_durable(
         self, batch: list[tuple[Command, asyncio.Future[Any]]], durable: set[asyncio.Future[Any]]
@@ -179,25 +190,15 @@ class AutoPipeline:
             elif not future.done():
                 future.set_result(reply)
 
-        failure = "no reply"
-        try:
-            async with asyncio.timeout(self._timeout):
-                replies = await self._round_trip([*(command for command, _ in batch), self._wait], on_reply)
+        async def work() -> None:
+            replies = await self._round_trip([*(command for command, _ in batch), self._wait], on_reply)
             self._count_short(replies[-1], [reply for _, reply in held])
             for future, reply in held:
                 if not future.done():
                     future.set_result(reply)
-            if any(isinstance(r, _RECONNECT) for r in replies):
-                await self._redis.connection_pool.disconnect()
-        except (redis_errors.RedisError, TimeoutError, OSError) as exc:
-            failure = type(exc).__name__
-        except BaseException as exc:  # cancelled at shutdown, or a bug
-            failure = type(exc).__name__
-            raise
-        finally:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(StoreUnavailable(failure))
+            await self._after(replies)
+
+        await self._settle(batch, work())
 
     def _count_short(self, wait_reply: Any, durable_replies: list[Any]) -> None:
         """Count the durable commands that succeeded as short when WAIT heard from too few
