@@ -89,14 +89,7 @@ class AutoPipeline:
         Raises StoreUnavailable when Redis cannot be reached, does not answer in time, or
         answers with an error (OOM, READONLY replica, BUSY script...).
         """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((command, future))
-        if len(self._queue) == 1:
-            loop.call_soon(self._flush)
-        elif len(self._queue) >= self._max_batch:
-            self._flush()
-        reply = await future
+        reply = await self._enqueue(command)
         if isinstance(reply, redis_errors.RedisError) and not isinstance(reply, redis_errors.NoScriptError):
             raise _failure(reply)
         return reply
@@ -105,20 +98,24 @@ class AutoPipeline:
         """Like ``execute``, but answered only once WAIT has asked the replicas to
         acknowledge it (or timed out, counted by ``on_wait_short``). Without WAIT
         configured, the same as ``execute``. Raises StoreUnavailable."""
-        if not self._wait_replicas:
-            return await self.execute(*command)
+        reply = await self._enqueue(command, durable=bool(self._wait_replicas))
+        if isinstance(reply, redis_errors.RedisError) and not isinstance(reply, redis_errors.NoScriptError):
+            raise _failure(reply)
+        return reply
+
+    def _enqueue(self, command: Command, durable: bool = False) -> asyncio.Future[Any]:
+        """Queue a command for this loop turn's batch; the future of its reply. (A plain
+        function, not a coroutine: it runs for every command.)"""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._durable.add(future)
+        if durable:
+            self._durable.add(future)
         self._queue.append((command, future))
         if len(self._queue) == 1:
             loop.call_soon(self._flush)
         elif len(self._queue) >= self._max_batch:
             self._flush()
-        reply = await future
-        if isinstance(reply, redis_errors.RedisError) and not isinstance(reply, redis_errors.NoScriptError):
-            raise _failure(reply)
-        return reply
+        return future
 
     async def ping(self) -> bool:
         """True when Redis answers PING. Raises StoreUnavailable."""
