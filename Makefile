@@ -18,11 +18,11 @@ $(READY): pyproject.toml requirements.lock requirements-dev.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
-# njs, for the lease tokens that nginx checks itself (AUTHSVC_GATE_TOKEN_S).
+# njs, for the lease tokens that nginx checks itself (AUTHSVC_GATE_TOKEN_S, make run too).
 NJS := /usr/lib/nginx/modules/ngx_http_js_module.so:libnginx-mod-http-js
 
 system-deps:
-	@scripts/need.sh redis-server:redis-server redis-cli:redis-tools nginx:nginx
+	@scripts/need.sh redis-server:redis-server redis-cli:redis-tools nginx:nginx $(NJS)
 
 # promtool checks the Prometheus config and alert rules in the tests; ffmpeg is the HLS
 # player of the end-to-end tests, chromium (driven through chromedriver) the browser;
