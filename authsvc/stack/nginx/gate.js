@@ -7,44 +7,29 @@
 import crypto from 'crypto';
 
 const KEY = process.env.CANWATCH_GATE_KEY || '';
-const EXPIRY = /^[0-9]{1,12}$/;
 // authsvc issues tokens for AUTHSVC_GATE_TOKEN_S: one that claims longer is not its own.
 const LIFETIME_S = {{gate_token_s}};
 
-// Equal strings, in time that does not depend on where they differ.
-function same(a, b) {
-    if (a.length !== b.length) {
-        return false;
-    }
-    let diff = 0;
-    for (let i = 0; i < a.length; i++) {
-        diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-    }
-    return diff === 0;
-}
-
-function valid(r) {
-    const token = r.variables.cookie_cw_lease || '';
-    const identity = r.variables.cw_gate_identity || '';
-    const stream = r.variables.cw_uri_stream || '';
-    const dot = token.indexOf('.');
-    if (!KEY || !identity || !stream || dot < 1) {
-        return false;
-    }
-    const expiry = token.slice(0, dot);
-    const now = Date.now() / 1000;
-    if (!EXPIRY.test(expiry) || Number(expiry) < now || Number(expiry) > now + LIFETIME_S + 1) {
-        return false;
-    }
-    const mac = crypto.createHmac('sha256', KEY)
-        .update(identity + '\n' + stream + '\n' + expiry)
-        .digest('base64url')
-        .replace(/=+$/, '');
-    return same(mac, token.slice(dot + 1));
-}
-
+// Every request runs this in a fresh njs VM, so it does as little as it can: nginx has
+// already checked the token's shape and put the parts in $cw_lease_claim (gate-token-http.conf),
+// "<identity>\n<stream>\n<expiry>\n<mac>" with a 10-digit expiry and a 43-character MAC.
 function leaseValid(r) {
-    return valid(r) ? '1' : '';
+    const claim = r.variables.cw_lease_claim;
+    if (!claim || !KEY) {
+        return '';
+    }
+    const expiry = +claim.slice(-54, -44);
+    const now = Date.now() / 1000;
+    if (expiry < now || expiry > now + LIFETIME_S + 1) {
+        return '';
+    }
+    // The message is "<identity>\n<stream>\n<expiry>", everything before "\n<mac>".
+    const mac = crypto.createHmac('sha256', KEY).update(claim.slice(0, -44)).digest('base64url');
+    // === is njs_string_eq: a memcmp of the 43 bytes, which glibc compares 32 bytes at a
+    // time, so its timing tells at most whether the first 32 bytes (192 bits) matched.
+    // A loop that compares every byte in JavaScript cost 110,000 instructions a fetch here,
+    // more than everything else the edge does for it.
+    return mac === claim.slice(-43) ? '1' : '';
 }
 
 export default { leaseValid };
