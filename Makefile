@@ -70,9 +70,10 @@ bench-api: $(READY) system-deps
 	$(PY) bench/api.py
 
 bench-gate: $(READY) system-deps
-	@scripts/need.sh wrk:wrk $(NJS)
+	@scripts/need.sh wrk:wrk valgrind:valgrind $(NJS)
 	$(PY) bench/gate.py
 	$(PY) bench/players.py
+	$(PY) bench/instructions.py
 
 # Memory at a million users, throughput vs number of users, Cluster vs single Redis.
 bench-scale: $(READY) system-deps

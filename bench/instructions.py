@@ -1,0 +1,226 @@
+"""`make bench-gate`, third part: nginx's own instructions per fetch, counted by callgrind.
+
+req/s on this shared 2-core machine moves by ±15% between runs; instructions counted by
+valgrind do not (the same binary, configuration and requests give the same count,
+whatever else the machine does). So this part says where the edge's time goes, mode by
+mode, and what a change to the configuration or to gate.js costs or saves.
+
+One nginx worker (master_process off) runs under callgrind, rendered from the stack's own
+templates into a directory of its own and proxying to the stack's origin (and asking the
+stack's authsvc in the exact mode). It is sent WARM fetches of the ~100 KB segment, then
+WARM + COUNTED in a second run; the difference divided by COUNTED is the user-space
+instructions per fetch (the kernel's work, the same in every mode, is not counted). Each
+fetch is one of many players, with its own identity and lease cookie, on one keep-alive
+connection; every answer must be a 200 with the segment's bytes, and the worker's access
+log must show the mode's decision on every gated fetch. A measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from players import SEGMENT, TOKEN_S, make_players, plain_proxy
+from players import http as get
+
+from authsvc.gatetoken import gate_key
+from authsvc.stack import nginxconf
+from authsvc.stack.procs import StackError, find_binary, free_port, stop_process
+from authsvc.stack.settings import StackSettings
+from authsvc.stack.supervisor import Stack
+
+SECRET = "bench-gate-secret-not-for-production"
+TOTALS = re.compile(r"([\d,]+) \([^)]*\)\s+PROGRAM TOTALS")
+Player = tuple[str, str, str]
+
+
+def single_worker(conf: Path, port: int, old_port: int | None = None) -> None:
+    """One worker, no master, and no demo origin server of its own (the stack's serves)."""
+    text = conf.read_text()
+    text = re.sub(r"(?m)^worker_processes .*;$", "master_process off;\nworker_processes 1;", text, count=1)
+    text = re.sub(r"(?m)^\s*include origin\.conf;$", "", text)
+    if old_port is not None:
+        text = text.replace(f"127.0.0.1:{old_port};", f"127.0.0.1:{port};")
+    conf.write_text(text)
+
+
+def edge_copy(stack: Stack, root: Path, token_s: float) -> tuple[Path, int]:
+    """The stack's edge rendered into ``root`` on a port of its own, origin external."""
+    port = free_port()
+    edge = replace(
+        stack.edge,
+        prefix=root,
+        port=port,
+        demo_root=None,
+        origin_url=f"http://127.0.0.1:{stack.ports.origin_port}",
+        gate_token_s=token_s,
+        gate_cache_s=0.0,
+        worker_processes=1,
+    )
+    nginxconf.render(edge)
+    single_worker(root / "nginx.conf", port)
+    return root, port
+
+
+def plain_copy(source: Path, root: Path) -> tuple[Path, int]:
+    root.mkdir(parents=True)
+    port = free_port()
+    text = source.read_text().replace(str(source.parent), str(root))
+    old = re.search(r"listen 127\.0\.0\.1:(\d+);", text)
+    assert old is not None
+    (root / "nginx.conf").write_text(text)
+    single_worker(root / "nginx.conf", port, int(old.group(1)))
+    for sub in ("body", "proxy"):
+        (root / sub).mkdir(exist_ok=True)
+    return root, port
+
+
+def fetches(port: int, path_of: str, players: list[Player], count: int, cookies: bool, size: int) -> None:
+    """``count`` fetches on one keep-alive connection, each the next player's."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        for n in range(count):
+            stream, user, token = players[n % len(players)]
+            headers = {"x-userid": user}
+            if cookies:
+                headers["Cookie"] = f"cw_lease={token}"
+            connection.request("GET", path_of.format(stream=stream), headers=headers)
+            answer = connection.getresponse()
+            body = answer.read()
+            if answer.status != 200 or len(body) != size:
+                raise RuntimeError(f"{path_of}: {answer.status}, {len(body)} bytes")
+    finally:
+        connection.close()
+
+
+def instructions(
+    root: Path, port: int, count: int, send: tuple[str, list[Player], bool, int], env: dict[str, str]
+) -> int:
+    """Instructions of a whole worker's life that served ``count`` fetches."""
+    out = root / f"callgrind.{count}"
+    nginx = find_binary("nginx")
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    command += [nginx, "-p", f"{root}/", "-c", str(root / "nginx.conf"), "-e", str(root / "error.log")]
+    with (root / "valgrind.log").open("ab") as log:
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                # Closed at once: a connection left open would hold nginx's graceful exit.
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"nginx under valgrind did not start: see {root}/error.log") from None
+                time.sleep(0.2)
+        path_of, players, cookies, size = send
+        fetches(port, path_of, players, count, cookies, size)
+        time.sleep(1.5)  # the access log's buffer is written within a second
+    finally:
+        # SIGTERM: nginx exits at once, and valgrind writes the profile as it does. (SIGQUIT,
+        # the graceful exit, sometimes waited past a minute here under valgrind.)
+        stop_process(proc, timeout=60)
+    annotated = subprocess.run(["callgrind_annotate", str(out)], capture_output=True, text=True).stdout
+    match = TOTALS.search(annotated)
+    if match is None:
+        raise RuntimeError(f"callgrind_annotate printed no total for {out}")
+    return int(match.group(1).replace(",", ""))
+
+
+def decisions(root: Path) -> collections.Counter[str]:
+    log = root / "access.log"
+    return collections.Counter(json.loads(line)["decision"] for line in log.read_text().splitlines())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--players", type=int, default=500)
+    parser.add_argument("--warm", type=int, default=200)
+    parser.add_argument("--counted", type=int, default=1000)
+    args = parser.parse_args()
+    for tool in ("valgrind", "callgrind_annotate"):
+        if shutil.which(tool) is None:
+            print(f"bench-gate: {tool} is not installed: run `apt-get install -y valgrind`", file=sys.stderr)
+            return 1
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-instructions-"))
+    ports = StackSettings(
+        port=free_port(), api_port=free_port(), redis_port=free_port(), origin_port=free_port(),
+        api_rate=1_000_000, tls_port=0,
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    env |= {"AUTHSVC_SECRET": SECRET, "AUTHSVC_LOG_LEVEL": "warning"}
+    env |= {"AUTHSVC_LEASE_TTL_S": "0", "AUTHSVC_GATE_TOKEN_S": str(TOKEN_S)}
+    nginx_env = {**os.environ, nginxconf.GATE_KEY_ENV: gate_key(SECRET)}
+    stack = Stack(run_dir, env, ports, ungated=True, persist=False)
+    plain = None
+    print(f"callgrind, one nginx worker, {args.players} players, {args.counted} fetches counted", flush=True)
+    try:
+        stack.start()
+        plain, plain_url = plain_proxy(run_dir, ports.origin_port)
+        players = make_players(stack, args.players)
+        size = len(get(f"{plain_url}/{SEGMENT}")[0])
+        gated = "/watch/{stream}/" + SEGMENT
+        plain_conf = run_dir / "plain" / "nginx.conf"
+        # mode -> (its nginx, path, cookies sent, the decision its access log must show)
+        modes = {
+            "plain": (plain_copy(plain_conf, run_dir / "cg-plain"), "/" + SEGMENT, True, None),
+            "ungated": (edge_copy(stack, run_dir / "cg-ungated", 0), "/open/" + SEGMENT, True, ""),
+            "exact": (edge_copy(stack, run_dir / "cg-exact", 0), gated, False, "allowed"),
+            "token": (edge_copy(stack, run_dir / "cg-token", TOKEN_S), gated, True, "token"),
+            # Where the token mode's cost lies: the same, with gate.js's check replaced by one
+            # that says yes at once (what calling njs costs), and with no njs at all (a valid
+            # token's path through the gate location, the check free).
+            "njs_yes": (edge_copy(stack, run_dir / "cg-njs-yes", TOKEN_S), gated, True, "token"),
+            "no_njs": (edge_copy(stack, run_dir / "cg-no-njs", TOKEN_S), gated, True, "token"),
+        }  # fmt: skip
+        (run_dir / "cg-njs-yes" / "gate.js").write_text(
+            "function leaseValid(r) { return '1'; }\nexport default { leaseValid };\n"
+        )
+        no_njs = run_dir / "cg-no-njs" / "gate-token-gate.conf"
+        no_njs.write_text(no_njs.read_text().replace("if ($cw_lease_valid)", "if ($cw_lease_claim)"))
+        counts: dict[str, float] = {}
+        for mode, ((root, port), path_of, cookies, decision) in modes.items():
+            send = (path_of, players, cookies, size)
+            warm = instructions(root, port, args.warm, send, nginx_env)
+            total = instructions(root, port, args.warm + args.counted, send, nginx_env)
+            counts[mode] = (total - warm) / args.counted
+            if decision is not None:
+                seen = decisions(root)
+                if set(seen) != {decision}:
+                    raise RuntimeError(
+                        f"{mode}: the access log's decisions are {dict(seen)}, not {decision!r}"
+                    )
+            print(f"  {mode:8} {counts[mode]:9,.0f} instructions per fetch", flush=True)
+        print(f"\nper fetch, as a multiple of the plain proxy's ({counts['plain']:,.0f})")
+        for mode, count in counts.items():
+            print(
+                f"  {mode:8} {count / counts['plain']:5.2f}x  {count - counts['ungated']:+9,.0f} over ungated"
+            )
+        return 0
+    except (StackError, RuntimeError, OSError) as exc:
+        print(f"bench-gate: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if plain is not None:
+            stop_process(plain)
+        stack.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
