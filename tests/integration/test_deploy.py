@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from authsvc.settings import documented
+from authsvc.stack.nginxconf import GATE_KEY_ENV
 from authsvc.stack.settings import StackSettings
 
 from harness import ROOT, need_binary
@@ -145,6 +146,11 @@ def test_compose_runs_each_part_as_an_operator_would() -> None:
     nginx_cmd = services["nginx"]["command"]
     assert nginx_cmd[nginx_cmd.index("-e") + 1] == "stderr"
     assert "user" not in services["nginx"]  # the master binds as root, workers drop it
+    # Every edge can be given the lease tokens' key (AUTHSVC_GATE_TOKEN_S reaches the renderer).
+    edges = [name for name, service in services.items() if str(service.get("image", "")).startswith("nginx:")]
+    assert len(edges) == 3, edges
+    for name in edges:
+        assert services[name]["environment"][GATE_KEY_ENV] == "${CANWATCH_GATE_KEY:-}", name
     # Every setting can be passed: authsvc's to authsvc, and the edge's to the renderer.
     service_settings = {name for name, _, _ in documented() if name.startswith("AUTHSVC_")}
     assert service_settings <= set(services["authsvc"]["environment"]), service_settings - set(

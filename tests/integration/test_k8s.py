@@ -21,7 +21,7 @@ import yaml
 from authsvc.redis_url import parse as parse_redis_url
 from authsvc.routes import ROUTES
 from authsvc.settings import Settings, documented
-from authsvc.stack import k8s
+from authsvc.stack import k8s, nginxconf
 from authsvc.stack.settings import StackSettings
 
 from harness import ROOT, need_binary
@@ -325,11 +325,33 @@ def test_selectors_find_the_pods(base: list[Obj]) -> None:
                 assert {p["targetPort"] for p in obj["spec"]["ports"]} <= names
 
 
+def test_only_the_edge_and_prometheus_reach_authsvc(base: list[Obj]) -> None:
+    policy = one(base, "NetworkPolicy", "authsvc")
+    authsvc = one(base, "Deployment", "authsvc")
+    labels = authsvc["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    edge_labels = one(base, "Deployment", "edge")["spec"]["template"]["metadata"]["labels"]
+    peers = rule["from"]
+    local = [p for p in peers if "namespaceSelector" not in p]
+    assert [p["podSelector"]["matchLabels"].items() <= edge_labels.items() for p in local] == [True]
+    assert all(
+        p["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+        for p in peers
+        if p not in local
+    )
+    # The port the edge and Prometheus use is the one the Service sends to.
+    port_names = {p["name"] for c in _containers(authsvc) for p in c["ports"]}
+    assert [p["port"] for p in rule["ports"]] == ["http"] and "http" in port_names
+
+
 # --- settings and secrets -----------------------------------------------------------
 
 
 def test_every_setting_named_is_a_real_one(base: list[Obj]) -> None:
-    known = {name for name, _, _ in documented(StackSettings)}
+    # ... and the one variable nginx reads itself, the lease tokens' key.
+    known = {name for name, _, _ in documented(StackSettings)} | {nginxconf.GATE_KEY_ENV}
     named = set(_rendered_settings(one(base, "ConfigMap", "edge-config")))
     for deployment in (o for o in base if o["kind"] == "Deployment"):
         named |= set(_env(deployment, base))
@@ -352,8 +374,13 @@ def test_secrets_come_from_a_secret_the_operator_creates(base: list[Obj]) -> Non
     for name in secret_names & set(data):
         # Only the Redis URL may stand in a ConfigMap, and only without a password.
         assert name == "AUTHSVC_REDIS_URL" and "@" not in data[name], name
+    # The edge's lease-token key: from the same Secret, made by the command the README gives.
+    (nginx,) = _containers(one(base, "Deployment", "edge"))
+    edge_refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in nginx["env"] if "valueFrom" in e}
+    assert edge_refs[nginxconf.GATE_KEY_ENV] == {"name": "canwatch", "key": "gate-key", "optional": True}
     readme = (ROOT / "README.md").read_text()
     assert "kubectl create secret generic canwatch" in readme
+    assert '--from-literal=gate-key="$(AUTHSVC_SECRET="$secret" .venv/bin/authsvc gate-key)"' in readme
 
 
 def _fields(cls: type) -> tuple[Any, ...]:
