@@ -27,21 +27,18 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from players import SEGMENT, TOKEN_S, make_players, plain_proxy
+from players import SECRET, SEGMENT, TOKEN_S, make_players, players_stack
 from players import http as get
 
 from authsvc.gatetoken import gate_key
 from authsvc.stack import nginxconf
 from authsvc.stack.procs import StackError, find_binary, free_port, stop_process
-from authsvc.stack.settings import StackSettings
 from authsvc.stack.supervisor import Stack
 
-SECRET = "bench-gate-secret-not-for-production"
 TOTALS = re.compile(r"([\d,]+) \([^)]*\)\s+PROGRAM TOTALS")
 Player = tuple[str, str, str]
 
@@ -157,69 +154,56 @@ def main() -> int:
         if shutil.which(tool) is None:
             print(f"bench-gate: {tool} is not installed: run `apt-get install -y valgrind`", file=sys.stderr)
             return 1
-    run_dir = Path(tempfile.mkdtemp(prefix="bench-instructions-"))
-    ports = StackSettings(
-        port=free_port(), api_port=free_port(), redis_port=free_port(), origin_port=free_port(),
-        api_rate=1_000_000, tls_port=0,
-    )  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
-    env |= {"AUTHSVC_SECRET": SECRET, "AUTHSVC_LOG_LEVEL": "warning"}
-    env |= {"AUTHSVC_LEASE_TTL_S": "0", "AUTHSVC_GATE_TOKEN_S": str(TOKEN_S)}
     nginx_env = {**os.environ, nginxconf.GATE_KEY_ENV: gate_key(SECRET)}
-    stack = Stack(run_dir, env, ports, ungated=True, persist=False)
-    plain = None
     print(f"callgrind, one nginx worker, {args.players} players, {args.counted} fetches counted", flush=True)
     try:
-        stack.start()
-        plain, plain_url = plain_proxy(run_dir, ports.origin_port)
-        players = make_players(stack, args.players)
-        size = len(get(f"{plain_url}/{SEGMENT}")[0])
-        gated = "/watch/{stream}/" + SEGMENT
-        plain_conf = run_dir / "plain" / "nginx.conf"
-        # mode -> (its nginx, path, cookies sent, the decision its access log must show)
-        modes = {
-            "plain": (plain_copy(plain_conf, run_dir / "cg-plain"), "/" + SEGMENT, True, None),
-            "ungated": (edge_copy(stack, run_dir / "cg-ungated", 0), "/open/" + SEGMENT, True, ""),
-            "exact": (edge_copy(stack, run_dir / "cg-exact", 0), gated, False, "allowed"),
-            "token": (edge_copy(stack, run_dir / "cg-token", TOKEN_S), gated, True, "token"),
-            # Where the token mode's cost lies: the same, with gate.js's check replaced by one
-            # that says yes at once (what calling njs costs), and with no njs at all (a valid
-            # token's path through the gate location, the check free).
-            "njs_yes": (edge_copy(stack, run_dir / "cg-njs-yes", TOKEN_S), gated, True, "token"),
-            "no_njs": (edge_copy(stack, run_dir / "cg-no-njs", TOKEN_S), gated, True, "token"),
-        }  # fmt: skip
-        (run_dir / "cg-njs-yes" / "gate.js").write_text(
-            "function leaseValid(r) { return '1'; }\nexport default { leaseValid };\n"
-        )
-        no_njs = run_dir / "cg-no-njs" / "gate-token-gate.conf"
-        no_njs.write_text(no_njs.read_text().replace("if ($cw_lease_valid)", "if ($cw_lease_claim)"))
-        counts: dict[str, float] = {}
-        for mode, ((root, port), path_of, cookies, decision) in modes.items():
-            send = (path_of, players, cookies, size)
-            warm = instructions(root, port, args.warm, send, nginx_env)
-            total = instructions(root, port, args.warm + args.counted, send, nginx_env)
-            counts[mode] = (total - warm) / args.counted
-            if decision is not None:
-                seen = decisions(root)
-                if set(seen) != {decision}:
-                    raise RuntimeError(
-                        f"{mode}: the access log's decisions are {dict(seen)}, not {decision!r}"
-                    )
-            print(f"  {mode:8} {counts[mode]:9,.0f} instructions per fetch", flush=True)
-        print(f"\nper fetch, as a multiple of the plain proxy's ({counts['plain']:,.0f})")
-        for mode, count in counts.items():
-            print(
-                f"  {mode:8} {count / counts['plain']:5.2f}x  {count - counts['ungated']:+9,.0f} over ungated"
-            )
-        return 0
+        with players_stack("bench-instructions-") as (stack, plain_url, run_dir):
+            return measure(stack, plain_url, run_dir, args, nginx_env)
     except (StackError, RuntimeError, OSError) as exc:
         print(f"bench-gate: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if plain is not None:
-            stop_process(plain)
-        stack.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def measure(
+    stack: Stack, plain_url: str, run_dir: Path, args: argparse.Namespace, nginx_env: dict[str, str]
+) -> int:
+    """Every mode's instructions per fetch, printed."""
+    players = make_players(stack, args.players)
+    size = len(get(f"{plain_url}/{SEGMENT}")[0])
+    gated = "/watch/{stream}/" + SEGMENT
+    plain_conf = run_dir / "plain" / "nginx.conf"
+    # mode -> (its nginx, path, cookies sent, the decision its access log must show)
+    modes = {
+        "plain": (plain_copy(plain_conf, run_dir / "cg-plain"), "/" + SEGMENT, True, None),
+        "ungated": (edge_copy(stack, run_dir / "cg-ungated", 0), "/open/" + SEGMENT, True, ""),
+        "exact": (edge_copy(stack, run_dir / "cg-exact", 0), gated, False, "allowed"),
+        "token": (edge_copy(stack, run_dir / "cg-token", TOKEN_S), gated, True, "token"),
+        # Where the token mode's cost lies: the same, with gate.js's check replaced by one
+        # that says yes at once (what calling njs costs), and with no njs at all (a valid
+        # token's path through the gate location, the check free).
+        "njs_yes": (edge_copy(stack, run_dir / "cg-njs-yes", TOKEN_S), gated, True, "token"),
+        "no_njs": (edge_copy(stack, run_dir / "cg-no-njs", TOKEN_S), gated, True, "token"),
+    }  # fmt: skip
+    (run_dir / "cg-njs-yes" / "gate.js").write_text(
+        "function leaseValid(r) { return '1'; }\nexport default { leaseValid };\n"
+    )
+    no_njs = run_dir / "cg-no-njs" / "gate-token-gate.conf"
+    no_njs.write_text(no_njs.read_text().replace("if ($cw_lease_valid)", "if ($cw_lease_claim)"))
+    counts: dict[str, float] = {}
+    for mode, ((root, port), path_of, cookies, decision) in modes.items():
+        send = (path_of, players, cookies, size)
+        warm = instructions(root, port, args.warm, send, nginx_env)
+        total = instructions(root, port, args.warm + args.counted, send, nginx_env)
+        counts[mode] = (total - warm) / args.counted
+        if decision is not None:
+            seen = decisions(root)
+            if set(seen) != {decision}:
+                raise RuntimeError(f"{mode}: the access log's decisions are {dict(seen)}, not {decision!r}")
+        print(f"  {mode:8} {counts[mode]:9,.0f} instructions per fetch", flush=True)
+    print(f"\nper fetch, as a multiple of the plain proxy's ({counts['plain']:,.0f})")
+    for mode, count in counts.items():
+        print(f"  {mode:8} {count / counts['plain']:5.2f}x  {count - counts['ungated']:+9,.0f} over ungated")
+    return 0
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from gate import reload, workers  # noqa: F401  (workers: reload's helper)
@@ -47,6 +49,7 @@ RESULT = re.compile(
     r"RESULT rps=(\S+) p50_ms=(\S+) p99_ms=(\S+) non2xx=(\d+) errors=(\d+) requests=(\d+) bytes=(\d+)"
 )
 TOKEN_S = 900  # longer than the whole run: tokens fetched once stay valid
+SECRET = "bench-gate-secret-not-for-production"
 TARGETS = {"token": 0.85}  # req/s as a share of the plain proxy
 TOKEN_P99 = 1.5  # token mode's p99 at most this times the plain proxy's
 Run = dict[str, float]
@@ -105,6 +108,33 @@ def plain_proxy(run_dir: Path, origin_port: int) -> tuple[subprocess.Popen[bytes
     return proc, f"http://127.0.0.1:{port}"
 
 
+@contextmanager
+def players_stack(prefix: str) -> Iterator[tuple[Stack, str, Path]]:
+    """A stack of its own with lease tokens (TOKEN_S) and leases that never expire (every
+    mode must find them alive, including those that refresh none), and a plain nginx proxy
+    to its origin: (the stack, the plain proxy's URL, the run's directory); all stopped
+    and removed after."""
+    run_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    ports = StackSettings(
+        port=free_port(), api_port=free_port(), redis_port=free_port(), origin_port=free_port(),
+        api_rate=1_000_000, tls_port=0,
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    env |= {"AUTHSVC_SECRET": SECRET, "AUTHSVC_LOG_LEVEL": "warning"}
+    env |= {"AUTHSVC_LEASE_TTL_S": "0", "AUTHSVC_GATE_TOKEN_S": str(TOKEN_S)}
+    stack = Stack(run_dir, env, ports, ungated=True, persist=False)
+    plain: subprocess.Popen[bytes] | None = None
+    try:
+        stack.start()
+        plain, plain_url = plain_proxy(run_dir, ports.origin_port)
+        yield stack, plain_url, run_dir
+    finally:
+        if plain is not None:
+            stop_process(plain)
+        stack.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def redis_commands(stack: Stack) -> int:
     cli = find_binary("redis-cli")
     out = subprocess.run(
@@ -125,7 +155,7 @@ def make_players(stack: Stack, count: int) -> list[tuple[str, str, str]]:
         user = json.loads(http(f"{base}/users/newId")[0])["userId"]
         stream = json.loads(http(f"{base}/streams/newId")[0])["streamId"]
         http(f"{base}/streams/{stream}/activate", "PATCH", {"x-userid": user})
-        _, headers = http(f"{base}/watch/{stream}/{SEGMENT}", headers={"x-userid": user})
+        headers = http(f"{base}/watch/{stream}/{SEGMENT}", headers={"x-userid": user})[1]
         cookie = headers.get("Set-Cookie", "")
         token = cookie.split(";")[0].removeprefix("cw_lease=")
         if not token:
@@ -171,17 +201,6 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("bench-gate: wrk is not installed: run `apt-get install -y wrk`", file=sys.stderr)
         return 1
-    run_dir = Path(tempfile.mkdtemp(prefix="bench-players-"))
-    ports = StackSettings(
-        port=free_port(), api_port=free_port(), redis_port=free_port(), origin_port=free_port(),
-        api_rate=1_000_000, tls_port=0,
-    )  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
-    env |= {"AUTHSVC_SECRET": "bench-gate-secret-not-for-production", "AUTHSVC_LOG_LEVEL": "warning"}
-    # Leases must outlive every mode, including those that refresh none.
-    env |= {"AUTHSVC_LEASE_TTL_S": "0", "AUTHSVC_GATE_TOKEN_S": str(TOKEN_S)}
-    stack = Stack(run_dir, env, ports, ungated=True, persist=False)
-    plain: subprocess.Popen[bytes] | None = None
     print(
         f"many players: {args.players} (user, stream) pairs, wrk -t{args.threads} -c{args.connections} "
         f"-d{args.seconds}s per run, {args.rounds} rounds; {os.cpu_count()} cores, "
@@ -189,53 +208,52 @@ def main() -> int:
         flush=True,
     )
     try:
-        stack.start()
-        plain, plain_url = plain_proxy(run_dir, ports.origin_port)
-        started = time.monotonic()
-        players = make_players(stack, args.players)
-        print(f"  {len(players)} players activated and holding a token in {time.monotonic() - started:.0f} s")
-        pairs = run_dir / "pairs.txt"
-        pairs.write_text("".join(f"{s} {u} {t}\n" for s, u, t in players))
-        segment, _ = http(f"{plain_url}/{SEGMENT}")
-        base = stack.url
-        # mode -> (cache s, token s, base URL, path prefix, path suffix)
-        plan = {
-            "plain": (0.0, 0.0, plain_url, "", f"/{SEGMENT}"),
-            "ungated": (0.0, 0.0, base, "", f"/open/{SEGMENT}"),
-            "exact": (0.0, 0.0, base, "/watch/", f"/{SEGMENT}"),
-            "cached": (1.0, 0.0, base, "/watch/", f"/{SEGMENT}"),
-            "token": (0.0, TOKEN_S, base, "/watch/", f"/{SEGMENT}"),
-        }
-        wanted = set(args.modes.split(","))
-        plan = {mode: how for mode, how in plan.items() if mode in wanted or mode == "plain"}
-        url_of = {m: (u + (p + "{stream}" if p else "") + x) for m, (_, _, u, p, x) in plan.items()}
-        runs: dict[str, list[Run]] = {mode: [] for mode in plan}
-        for n in range(args.rounds):
-            for mode, (cache_s, token_s, url, prefix, suffix) in plan.items():
-                reload(stack, cache_s, token_s)
-                check_bytes(url_of, mode, players, segment)
-                before = redis_commands(stack)
-                result = wrk(url, pairs, prefix, suffix, args)
-                after = redis_commands(stack)
-                result["redis_per_fetch"] = (after - before) / max(1.0, result["requests"])
-                if result["bytes"] / max(1.0, result["requests"]) < len(segment):
-                    result["bad"] += result["requests"]  # something smaller than the segment came back
-                runs[mode].append(result)
-                print(
-                    f"round {n + 1}  {mode:8} {result['rps']:8.0f} req/s  p50 {result['p50']:6.2f} ms  "
-                    f"p99 {result['p99']:6.2f} ms  redis/fetch {result['redis_per_fetch']:.3f}  "
-                    f"bad {result['bad']:.0f}",
-                    flush=True,
-                )
-        return report(runs, args.players)
+        with players_stack("bench-players-") as (stack, plain_url, run_dir):
+            return measure(stack, plain_url, run_dir, args)
     except (StackError, RuntimeError, OSError) as exc:
         print(f"bench-gate: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if plain is not None:
-            stop_process(plain)
-        stack.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def measure(stack: Stack, plain_url: str, run_dir: Path, args: argparse.Namespace) -> int:
+    """Every mode, interleaved, ``args.rounds`` times; the report's exit status."""
+    started = time.monotonic()
+    players = make_players(stack, args.players)
+    print(f"  {len(players)} players activated and holding a token in {time.monotonic() - started:.0f} s")
+    pairs = run_dir / "pairs.txt"
+    pairs.write_text("".join(f"{s} {u} {t}\n" for s, u, t in players))
+    segment, _ = http(f"{plain_url}/{SEGMENT}")
+    base = stack.url
+    # mode -> (cache s, token s, base URL, path prefix, path suffix)
+    plan = {
+        "plain": (0.0, 0.0, plain_url, "", f"/{SEGMENT}"),
+        "ungated": (0.0, 0.0, base, "", f"/open/{SEGMENT}"),
+        "exact": (0.0, 0.0, base, "/watch/", f"/{SEGMENT}"),
+        "cached": (1.0, 0.0, base, "/watch/", f"/{SEGMENT}"),
+        "token": (0.0, TOKEN_S, base, "/watch/", f"/{SEGMENT}"),
+    }
+    wanted = set(args.modes.split(","))
+    plan = {mode: how for mode, how in plan.items() if mode in wanted or mode == "plain"}
+    url_of = {m: (u + (p + "{stream}" if p else "") + x) for m, (_, _, u, p, x) in plan.items()}
+    runs: dict[str, list[Run]] = {mode: [] for mode in plan}
+    for n in range(args.rounds):
+        for mode, (cache_s, token_s, url, prefix, suffix) in plan.items():
+            reload(stack, cache_s, token_s)
+            check_bytes(url_of, mode, players, segment)
+            before = redis_commands(stack)
+            result = wrk(url, pairs, prefix, suffix, args)
+            after = redis_commands(stack)
+            result["redis_per_fetch"] = (after - before) / max(1.0, result["requests"])
+            if result["bytes"] / max(1.0, result["requests"]) < len(segment):
+                result["bad"] += result["requests"]  # something smaller than the segment came back
+            runs[mode].append(result)
+            print(
+                f"round {n + 1}  {mode:8} {result['rps']:8.0f} req/s  p50 {result['p50']:6.2f} ms  "
+                f"p99 {result['p99']:6.2f} ms  redis/fetch {result['redis_per_fetch']:.3f}  "
+                f"bad {result['bad']:.0f}",
+                flush=True,
+            )
+    return report(runs, args.players)
 
 
 def report(runs: dict[str, list[Run]], players: int) -> int:
