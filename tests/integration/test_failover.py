@@ -2,10 +2,11 @@
 
 200 users activate, heartbeat and pass the gate while the primary dies. Asserted: no
 request waits past the Redis timeout + 100 ms; requests for slots on the other primaries
-see no error at all; the 503s for the dead primary's slots last at most 3 s (failure
-detection at 1000 ms, then the replica's promotion); afterwards the limit is exact on the
-new primary. Leases admitted just before the kill that did not reach the replica are
-lost (replication is asynchronous): counted and printed, for the README. With
+see no error at all; the 503s for the dead primary's slots end within LAG_S of Redis
+having promoted a replica (failure detection at 1000 ms, then the election), and Redis
+does that within PROMOTION_S; afterwards the limit is exact on the new primary. Leases
+admitted just before the kill that did not reach the replica are lost (replication is
+asynchronous): counted and printed, for the README. With
 AUTHSVC_REDIS_WAIT_REPLICAS=1 on the Cluster, none is: every lease answered 200 had
 reached a replica, unless its WAIT fell short (counted, and none does on a healthy set).
 """
@@ -23,7 +24,14 @@ from load import Load
 from topologies import ClusterTopology, SentinelTopology, started
 
 USERS = 200
-WINDOW_S = 3.0
+# The 503 window is Redis's failover, then authsvc finding the new primary. Redis's part
+# with node timeout / down-after 1000 ms: detection after 1.0-1.5 s, then (Cluster) an
+# election delay of 0.5-1 s; promoted after 2.4-2.9 s here on an idle machine, past 3 s
+# at times with both cores busy. authsvc's part, from Redis promoting to its last 503,
+# was 0.00-0.06 s. So: Redis promotes within PROMOTION_S, and authsvc's 503s end within
+# LAG_S of that; whenever Redis promotes within 2.5 s the window is at most 3 s.
+PROMOTION_S = 5.0
+LAG_S = 0.5
 
 
 def lost_leases(load: Load) -> int:
@@ -42,9 +50,9 @@ def lost_leases(load: Load) -> int:
 
 def run_failover(
     service: Authsvc, kill: Callable[[], object], wait_failover: Callable[[], object], users: list[str]
-) -> tuple[Load, float]:
+) -> tuple[Load, float, float]:
     """Load on, kill, wait for the promotion and for the load to get through again; the
-    load (stopped) and the moment of the kill."""
+    load (stopped), the moment of the kill and how long after it Redis had promoted."""
     load = Load(service.url, users, {u: [codec.issue("stream") for _ in range(3)] for u in users})
     load.admit_all()
     load.start()
@@ -53,13 +61,14 @@ def run_failover(
         killed_at = time.monotonic()
         kill()
         wait_failover()
+        promoted_after = time.monotonic() - killed_at
         wait_for_requests(load, len(load.outcomes) + 600)
     finally:
         load.stop()
-    return load, killed_at
+    return load, killed_at, promoted_after
 
 
-def check(load: Load, killed_at: float, affected: set[str], name: str) -> int:
+def check(load: Load, killed_at: float, promoted_after: float, affected: set[str], name: str) -> int:
     """Assert the failover's bounds; the number of leases lost."""
     unaffected = set(load.users) - affected
     assert load.errors(unaffected) == []
@@ -70,9 +79,11 @@ def check(load: Load, killed_at: float, affected: set[str], name: str) -> int:
     lost = lost_leases(load)
     print(
         f"\n{name}: {len(load.outcomes)} requests, {len(failed)} answered 503 over {window:.2f} s "
-        f"after the kill, slowest {slowest * 1000:.0f} ms, leases lost {lost} of {len(load.users)}"
+        f"after the kill (Redis promoted after {promoted_after:.2f} s), slowest {slowest * 1000:.0f} ms, "
+        f"leases lost {lost} of {len(load.users)}"
     )
-    assert window <= WINDOW_S
+    assert promoted_after <= PROMOTION_S
+    assert window <= promoted_after + LAG_S
     assert slowest <= TIMEOUT_MS / 1000 + 0.1
     after = [o for o in load.outcomes if o.user in affected and o.started > killed_at + window]
     assert after and all(o.status in (200, 403, 404) for o in after)
@@ -94,13 +105,13 @@ def test_a_cluster_primary_killed_under_load(tmp_path: Path) -> None:
         affected = {u for u in users if victim.owns(slot_of(u))}
         assert 0 < len(affected) < USERS
         promoted: list[int] = []
-        load, killed_at = run_failover(
+        load, killed_at, promoted_after = run_failover(
             service,
             lambda: cluster.kill(victim.port),
             lambda: promoted.append(cluster.wait_failover(victim.port)),
             users,
         )
-        check(load, killed_at, affected, "cluster")
+        check(load, killed_at, promoted_after, affected, "cluster")
         user = next(
             u for u in iter(lambda: codec.issue("user"), "") if cluster.primary_of(slot_of(u)) == promoted[0]
         )
@@ -130,8 +141,10 @@ def test_with_wait_a_cluster_primary_killed_under_load_loses_no_lease(tmp_path: 
             # admission answered before its replica had it.
             short_at_kill.append(wait_short(service))
 
-        load, killed_at = run_failover(service, kill, lambda: cluster.wait_failover(victim.port), users)
-        lost = check(load, killed_at, affected, "cluster, WAIT 1")
+        load, killed_at, promoted_after = run_failover(
+            service, kill, lambda: cluster.wait_failover(victim.port), users
+        )
+        lost = check(load, killed_at, promoted_after, affected, "cluster, WAIT 1")
         print(f"short WAITs before the kill: {short_at_kill[0]:.0f}")
         assert lost <= short_at_kill[0]
         assert wait_short(service) > short_at_kill[0]  # the promoted primary has no replica
@@ -148,10 +161,10 @@ def test_the_sentinel_primary_killed_under_load(tmp_path: Path) -> None:
         service.start()
         primary = sentinel.primary_port()
         users = [codec.issue("user") for _ in range(USERS)]
-        load, killed_at = run_failover(
+        load, killed_at, promoted_after = run_failover(
             service, lambda: sentinel.kill(primary), lambda: sentinel.wait_failover(primary), users
         )
-        check(load, killed_at, set(users), "sentinel")
+        check(load, killed_at, promoted_after, set(users), "sentinel")
         assert exact_race(service, codec.issue("user")) == 3
     finally:
         service.stop()
