@@ -27,8 +27,8 @@ function leaseValid(r) {
     const mac = crypto.createHmac('sha256', KEY).update(claim.slice(0, -44)).digest('base64url');
     // === is njs_string_eq: a memcmp of the 43 bytes, which glibc compares 32 bytes at a
     // time, so its timing tells at most whether the first 32 bytes (192 bits) matched.
-    // A loop that compares every byte in JavaScript cost 110,000 instructions a fetch here,
-    // more than everything else the edge does for it.
+    // A loop that compared every byte in JavaScript cost 110,000 instructions a fetch here
+    // (bench/instructions.py), against 139,000 for all of the fetch without it.
     return mac === claim.slice(-43) ? '1' : '';
 }
 
