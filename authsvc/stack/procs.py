@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -52,39 +53,53 @@ def _tail(path: Path, lines: int = 15) -> str:
 # socket closes, before the part it was meant for has bound it, and two parts of one stack
 # would then race for it.
 _handed_out: set[int] = set()
+# Ports are picked below the kernel's ephemeral range, which it draws the local port of
+# every outgoing connection from: a port taken from that range could be given to one of
+# them (a Redis Cluster's bus links, nginx's and authsvc's upstream connections) between
+# the probe and the moment its part binds it. That happened under load: "address already
+# in use" for the second authsvc replica while a Cluster was being created.
+_FIRST_PORT = 10000
+_EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_pick = random.Random()
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on now, and not handed out before by this process
-    (for tests and benchmarks)."""
+def _ephemeral_start() -> int:
+    try:
+        return int(_EPHEMERAL.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def free_port(count: int = 1) -> int:
+    """A loopback port nothing listens on now, not handed out before by this process and
+    below the ephemeral range (for tests and benchmarks); with ``count``, the first of that
+    many consecutive ones."""
+    end = _ephemeral_start() - count
     for _ in range(1000):
-        with socket.socket() as s:
-            s.bind((LOOPBACK, 0))
-            port = int(s.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-    raise StackError("found no loopback port that was not handed out already")
+        if end > _FIRST_PORT:
+            first = _pick.randrange(_FIRST_PORT, end)
+        else:  # no room below it: the kernel's choice, with the race described above
+            with socket.socket() as probe:
+                probe.bind((LOOPBACK, 0))
+                first = int(probe.getsockname()[1])
+        wanted = range(first, first + count)
+        if not _handed_out.isdisjoint(wanted):
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in wanted:
+                    held.enter_context(socket.socket()).bind((LOOPBACK, port))
+            except OSError:
+                continue
+        _handed_out.update(wanted)
+        return first
+    raise StackError(f"found no {count} free loopback ports below the ephemeral range")
 
 
 def free_ports(count: int) -> int:
     """The first of ``count`` consecutive loopback ports nothing listens on now (the
     stack's authsvc replicas take AUTHSVC_API_PORT and the ports after it)."""
-    for _ in range(100):
-        first = free_port()
-        if first + count - 1 > 65535:
-            continue
-        with contextlib.ExitStack() as held:
-            try:
-                for port in range(first + 1, first + count):
-                    sock = held.enter_context(socket.socket())
-                    sock.bind((LOOPBACK, port))
-            except OSError:
-                continue
-        if _handed_out.isdisjoint(range(first + 1, first + count)):
-            _handed_out.update(range(first, first + count))
-            return first
-    raise StackError(f"found no {count} consecutive free loopback ports")
+    return free_port(count)
 
 
 def wait_port(
