@@ -45,6 +45,14 @@ REFRESH_INTERVAL_S = 0.1
 TRYAGAIN_PAUSE_S = (0.002, 0.005, 0.01, 0.02)
 
 
+def _migrating(reply: object) -> bool:
+    """A script that met a key of its slot missing while the slot is being migrated: Redis
+    cannot redirect it mid-script and fails it. Like TRYAGAIN, it is asked again once the
+    slot has settled: what a script did before that access (dropping expired leases and
+    their counts) is what it would do again, so a second run does not repeat it."""
+    return isinstance(reply, redis_errors.ResponseError) and "non local key" in str(reply)
+
+
 class ClusterPipeline(AutoPipeline):
     """Commands queued in one event-loop turn go to their slots' nodes, one pipeline per
     node, all at once; each request is answered as soon as its node replies."""
@@ -159,7 +167,7 @@ class ClusterPipeline(AutoPipeline):
                 again.append((command, future, None))
             elif hops < MAX_HOPS and isinstance(reply, redis_errors.AskError):
                 again.append((command, future, self._node_at(reply.host, reply.port)))
-            elif hops < MAX_HOPS and isinstance(reply, redis_errors.TryAgainError):
+            elif hops < MAX_HOPS and (isinstance(reply, redis_errors.TryAgainError) or _migrating(reply)):
                 busy.append((command, future, None))
             else:
                 if isinstance(reply, (redis_errors.ClusterDownError, redis_errors.ReadOnlyError)):

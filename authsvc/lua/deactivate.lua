@@ -12,8 +12,16 @@ if not score then
 end
 local t = redis.call('TIME')
 stats_open(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(ARGV[2]))
-local newest_before = stats_newest(key)
+-- The user's newest lease before and after, both read before the ZREM: removing the last
+-- lease deletes the key, and on a Cluster a script that reads a key it deleted while its
+-- slot is being migrated fails ("non local key"), the ZREM done and the counters not.
+local top = redis.call('ZRANGE', key, -2, -1, 'WITHSCORES')
+local newest_before = tonumber(top[#top])
+local newest_after = newest_before
+if top[#top - 1] == stream then
+  newest_after = top[4] and tonumber(top[2]) or nil
+end
 redis.call('ZREM', key, stream)
 stats_add('l', tonumber(score), -1)
-stats_user(newest_before, stats_newest(key))
+stats_user(newest_before, newest_after)
 return 1
