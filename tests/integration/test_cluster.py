@@ -150,24 +150,26 @@ def test_leases_end_and_start_while_their_slot_is_half_migrated(
     source, but Redis fails one that reads a key it has just deleted ("non local key": it
     cannot redirect mid-script). Ending a user's last lease deletes the key: it must answer
     200 all the same (it was a 500), with the lease gone once the slot has settled."""
-    import redis as redis_py
-
     client = Client(cluster_authsvc.url)
     user, stream = codec.issue("user"), codec.issue("stream")
     assert client.activate(user, stream).status_code == 200
-    slot = slot_of(user)
-    source = next(n for n in redis_cluster.primaries() if n.owns(slot))
+    slot = str(slot_of(user))
+    source = next(n for n in redis_cluster.primaries() if n.owns(int(slot)))
     target = next(n for n in redis_cluster.primaries() if n.port != source.port)
-    conns = {n.port: redis_py.Redis(host="127.0.0.1", port=n.port) for n in (source, target)}
     try:
-        conns[target.port].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source.node_id)
-        conns[source.port].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target.node_id)
+        assert (
+            redis_cluster.node_command(target.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+            == "OK"
+        )
+        assert (
+            redis_cluster.node_command(source.port, "CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
+            == "OK"
+        )
         ended = client.deactivate(user, stream)
         assert ended.status_code == 200, ended.text
     finally:
         for port in (source.port, target.port):
-            conns[port].execute_command("CLUSTER SETSLOT", slot, "STABLE")
-            conns[port].close()
+            redis_cluster.node_command(port, "CLUSTER", "SETSLOT", slot, "STABLE")
     assert client.active(user).json()["streams"] == []
     client.close()
 
