@@ -49,11 +49,25 @@ def workers(master: int) -> set[int]:
     return {int(pid) for pid in path.read_text().split()}
 
 
-def reload(stack: Stack, cache_s: float, token_s: float = 0.0) -> None:
-    """Render the edge with this micro-cache TTL (and lease-token lifetime) and reload
-    nginx; return once only workers with the new configuration are left."""
+def free_token_check(prefix: Path) -> None:
+    """In an edge rendered with lease tokens: the check made free, for measuring where the
+    token mode's cost lies. nginx still checks the cookie's shape ($cw_lease_claim), but
+    gate.js is never called: any well-shaped token is taken. Benchmarks only."""
+    conf = prefix / "gate-token-gate.conf"
+    text = conf.read_text()
+    if "if ($cw_lease_valid)" not in text:
+        raise RuntimeError(f"{conf}: no token check to replace")
+    conf.write_text(text.replace("if ($cw_lease_valid)", "if ($cw_lease_claim)"))
+
+
+def reload(stack: Stack, cache_s: float, token_s: float = 0.0, free_check: bool = False) -> None:
+    """Render the edge with this micro-cache TTL (and lease-token lifetime, its check free
+    with ``free_check``) and reload nginx; return once only workers with the new
+    configuration are left."""
     edge = replace(stack.edge, gate_cache_s=cache_s, gate_token_s=token_s)
     nginxconf.render(edge)
+    if free_check:
+        free_token_check(edge.prefix)
     nginxconf.check(find_binary("nginx"), edge.prefix)
     master = stack.procs["nginx"].pid
     old = workers(master)

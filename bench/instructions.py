@@ -31,6 +31,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from gate import free_token_check
 from players import SECRET, SEGMENT, TOKEN_S, make_players, players_stack
 from players import http as get
 
@@ -187,8 +188,7 @@ def measure(
     (run_dir / "cg-njs-yes" / "gate.js").write_text(
         "function leaseValid(r) { return '1'; }\nexport default { leaseValid };\n"
     )
-    no_njs = run_dir / "cg-no-njs" / "gate-token-gate.conf"
-    no_njs.write_text(no_njs.read_text().replace("if ($cw_lease_valid)", "if ($cw_lease_claim)"))
+    free_token_check(run_dir / "cg-no-njs")
     counts: dict[str, float] = {}
     for mode, ((root, port), path_of, cookies, decision) in modes.items():
         send = (path_of, players, cookies, size)

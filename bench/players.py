@@ -13,6 +13,8 @@ rates). Modes, interleaved over the rounds in one run:
 - cached:  the gate with the 1 s micro-cache
 - token:   the gate with lease tokens checked in nginx (njs); the cookies were handed out
            by authsvc before the run, so this is the steady state between refreshes
+- token_free: the same with the check made free (nginx checks the cookie's shape, gate.js
+           is not called): what the token path costs besides the check itself
 Every run must answer 2xx only, with at least the segment's size per response, and a
 sample of pairs is checked for the segment's very bytes before each run. Prints req/s,
 p50, p99, the ratio to the plain proxy and the Redis commands per fetch (INFO commandstats,
@@ -192,11 +194,13 @@ def check_bytes(
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--players", type=int, default=8000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--modes", default="plain,ungated,exact,cached,token", help="comma-separated subset")
+    parser.add_argument(
+        "--modes", default="plain,ungated,exact,cached,token,token_free", help="comma-separated subset"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench-gate: wrk is not installed: run `apt-get install -y wrk`", file=sys.stderr)
@@ -231,6 +235,7 @@ def measure(stack: Stack, plain_url: str, run_dir: Path, args: argparse.Namespac
         "exact": (0.0, 0.0, base, "/watch/", f"/{SEGMENT}"),
         "cached": (1.0, 0.0, base, "/watch/", f"/{SEGMENT}"),
         "token": (0.0, TOKEN_S, base, "/watch/", f"/{SEGMENT}"),
+        "token_free": (0.0, TOKEN_S, base, "/watch/", f"/{SEGMENT}"),
     }
     wanted = set(args.modes.split(","))
     plan = {mode: how for mode, how in plan.items() if mode in wanted or mode == "plain"}
@@ -238,7 +243,7 @@ def measure(stack: Stack, plain_url: str, run_dir: Path, args: argparse.Namespac
     runs: dict[str, list[Run]] = {mode: [] for mode in plan}
     for n in range(args.rounds):
         for mode, (cache_s, token_s, url, prefix, suffix) in plan.items():
-            reload(stack, cache_s, token_s)
+            reload(stack, cache_s, token_s, free_check=mode == "token_free")
             check_bytes(url_of, mode, players, segment)
             before = redis_commands(stack)
             result = wrk(url, pairs, prefix, suffix, args)
@@ -248,7 +253,7 @@ def measure(stack: Stack, plain_url: str, run_dir: Path, args: argparse.Namespac
                 result["bad"] += result["requests"]  # something smaller than the segment came back
             runs[mode].append(result)
             print(
-                f"round {n + 1}  {mode:8} {result['rps']:8.0f} req/s  p50 {result['p50']:6.2f} ms  "
+                f"round {n + 1}  {mode:10} {result['rps']:8.0f} req/s  p50 {result['p50']:6.2f} ms  "
                 f"p99 {result['p99']:6.2f} ms  redis/fetch {result['redis_per_fetch']:.3f}  "
                 f"bad {result['bad']:.0f}",
                 flush=True,
@@ -263,21 +268,34 @@ def report(runs: dict[str, list[Run]], players: int) -> int:
     ungated = medians.get("ungated")
     print(f"\nmedian per mode ({players} players; ratios to the plain proxy, and to ungated)")
     print(
-        "  mode        req/s   ratio  ungated   p50 ms   p99 ms  p99 ratio  redis cmds/fetch"
+        "  mode          req/s   ratio  ungated   p50 ms   p99 ms  p99 ratio  redis cmds/fetch"
         "  a pair comes back every"
     )
     for mode, m in medians.items():
         to_ungated = f"{m['rps'] / ungated['rps']:6.2f}x" if ungated else "      -"
         print(
-            f"  {mode:8} {m['rps']:8.0f}  {m['rps'] / plain['rps']:5.2f}x  {to_ungated}  {m['p50']:7.2f}"
+            f"  {mode:10} {m['rps']:8.0f}  {m['rps'] / plain['rps']:5.2f}x  {to_ungated}  {m['p50']:7.2f}"
             f"  {m['p99']:7.2f}  {m['p99'] / plain['p99']:8.2f}x  {m['redis_per_fetch']:16.3f}"
             f"  {players / m['rps']:6.2f} s"
         )
+    # The machine's speed drifts within a run (other tenants): each round's ratio compares
+    # runs seconds apart, the medians above runs minutes apart. Both are printed.
+    print("\nreq/s as a share of the plain proxy's in the same round")
+    per_round: dict[str, float] = {}
+    for mode, rs in runs.items():
+        shares = [r["rps"] / p["rps"] for r, p in zip(rs, runs["plain"], strict=True)]
+        per_round[mode] = statistics.median(shares)
+        print(f"  {mode:10} {' '.join(f'{s:5.2f}' for s in shares)}   median {per_round[mode]:.2f}x")
     if "token" not in medians or "exact" not in medians:
         return 0
     token, exact = medians["token"], medians["exact"]
+    # The throughput target is met only when both ways of reading the run agree.
+    token_share = min(token["rps"] / plain["rps"], per_round["token"])
     checks = [
-        (f"token >= {TARGETS['token']:.2f}x plain", token["rps"] / plain["rps"] >= TARGETS["token"]),
+        (
+            f"token >= {TARGETS['token']:.2f}x plain (the lower of the two readings)",
+            token_share >= TARGETS["token"],
+        ),
         (f"token p99 <= {TOKEN_P99:g}x plain's", token["p99"] <= TOKEN_P99 * plain["p99"]),
         (
             "token Redis cmds/fetch <= 1/5 of exact's",
