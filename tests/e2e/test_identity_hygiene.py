@@ -183,6 +183,10 @@ def _drive_every_error_path(stack: Stack, origin: RecordingOrigin) -> list[str]:
     )
     assert r.status_code == 200, r.text
     assert get(f"{watch}?token={t}") == 200
+    # A token in the path itself, plain and percent-encoded: refused, and the access log
+    # withholds the whole path (it keeps the path up to the query otherwise).
+    assert get(f"/watch/{STREAM}/{t}/a.ts", f"Authorization: Bearer {t}") == 400
+    assert get(f"/watch/{STREAM}/%65{t[1:]}/a.ts", f"Authorization: Bearer {t}") == 400
     # An oversized token: refused in JSON, at the gate (micro-cache on) and at the API.
     assert get(f"{watch}?token={big}") == 431
     assert get(watch, f"Authorization: Bearer {big}") == 431
