@@ -17,8 +17,9 @@ rates). Modes, interleaved over the rounds in one run:
            is not called): what the token path costs besides the check itself
 Every run must answer 2xx only, with at least the segment's size per response, and a
 sample of pairs is checked for the segment's very bytes before each run. Prints req/s,
-p50, p99, the ratio to the plain proxy and the Redis commands per fetch (INFO commandstats,
-which counts the commands inside the Lua scripts too). A measurement, not a test.
+p50, p99, the ratio to the plain proxy (of the medians, and the median of each round's)
+and the Redis commands per fetch (INFO commandstats, which counts the commands inside the
+Lua scripts too). A measurement, not a test.
 """
 
 from __future__ import annotations
