@@ -41,6 +41,8 @@ async def _limit_in_body(call: Call) -> int | None:
     except (ValueError, RecursionError):
         raise Refusal(400, "Body must be JSON.") from None
     limit = body.get("limit", ...) if isinstance(body, dict) else ...
+    if isinstance(limit, float) and limit.is_integer():
+        limit = int(limit)  # 3.0 is the integer 3 to JSON Schema, and so to OpenAPI
     valid = limit is None or (
         isinstance(limit, int) and not isinstance(limit, bool) and 0 <= limit <= MAX_LIMIT
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from redis.asyncio import RedisCluster
 from starlette.applications import Starlette
@@ -42,13 +42,27 @@ def response(reply: Reply) -> Response:
     return answer
 
 
-def _endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
+def _endpoint(by_method: dict[str, Route]) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        # Starlette answers HEAD wherever GET is allowed.
+        route = by_method.get(request.method) or by_method["GET"]
         call = Call(app_state(request.scope["state"]), request.headers, request.path_params, request.body)
         return response(await serve(route, call, request.url.path))
 
-    endpoint.__doc__ = route.handler.__doc__
     return endpoint
+
+
+def _starlette_routes(routes: Iterable[Route]) -> list[StarletteRoute]:
+    """One Starlette route per path, however many rows of the table share it: Starlette
+    answers a 405 with the Allow of the first route whose path matches, so a path split
+    over two routes (PUT and DELETE of an admin limit) would leave one method out."""
+    by_path: dict[str, dict[str, Route]] = {}
+    for route in routes:
+        by_path.setdefault(route.path, {}).update(dict.fromkeys(route.methods, route))
+    return [
+        StarletteRoute(path, _endpoint(by_method), methods=sorted(by_method))
+        for path, by_method in by_path.items()
+    ]
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -133,11 +147,7 @@ def create_app(settings: Settings) -> ASGIApp:
             await client.aclose()
 
     starlette = Starlette(
-        routes=[
-            StarletteRoute(route.path, _endpoint(route), methods=sorted(route.methods))
-            for route in ROUTES
-            if not route.hot
-        ],
+        routes=_starlette_routes(route for route in ROUTES if not route.hot),
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, StoreUnavailable: _error, Exception: _error},
     )

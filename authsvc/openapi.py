@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .ids import WELL_FORMED
+
 
 def obj(required: list[str] | None = None, **props: Any) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "object", "properties": props}
@@ -17,6 +19,9 @@ def obj(required: list[str] | None = None, **props: Any) -> dict[str, Any]:
 
 
 STR = {"type": "string"}
+# Any id, in a path or in x-userid: the shape every id must have (authsvc/ids.py). With
+# AUTHSVC_ID_CHECK=mac (the default) only ids issued here are accepted (404 otherwise).
+ID = {"type": "string", "pattern": f"^{WELL_FORMED.pattern}$"}
 INT = {"type": "integer"}
 MS = {"type": ["integer", "null"], "description": "epoch milliseconds (Redis clock); null = never"}
 KO = obj(["status", "error"], status={"const": "ko"}, error=STR)
@@ -43,6 +48,23 @@ LIMIT = obj(
 ACTIVE = obj(
     ["status", "userId", "limit", "streams"], status={"const": "ok"}, userId=STR, limit=INT, streams=LEASES
 )
+# The same for an admin, with the user's own limit (null: the default applies).
+USER_ACTIVE = obj(
+    ["status", "userId", "limit", "userLimit", "streams"],
+    status={"const": "ok"},
+    userId=STR,
+    limit=INT,
+    userLimit={"type": ["integer", "null"]},
+    streams=LEASES,
+)
+ENDED_ALL = obj(["status", "userId", "ended"], status={"const": "ok"}, userId=STR, ended=INT)
+ENDED = obj(
+    ["status", "userId", "streamId", "wasActive"],
+    status={"const": "ok"},
+    userId=STR,
+    streamId=STR,
+    wasActive={"type": "boolean"},
+)
 
 ERRORS = {
     400: "Malformed x-userid header, id or body",
@@ -53,14 +75,15 @@ ERRORS = {
     503: "Redis cannot answer; retry after `Retry-After` seconds",
 }
 
-USER_HEADER = {"name": "x-userid", "in": "header", "required": True, "schema": STR}
+USER_HEADER = {"name": "x-userid", "in": "header", "required": True, "schema": ID}
 ORIGINAL_URI = {"name": "X-Original-URI", "in": "header", "required": True, "schema": STR}
 LIMIT_BODY = {
+    "required": True,
     "content": {
         "application/json": {
             "schema": obj(["limit"], limit={"type": ["integer", "null"], "minimum": 0, "maximum": 10000})
         }
-    }
+    },
 }
 USER_LIMIT = obj(
     ["status", "userId", "limit"], status={"const": "ok"}, userId=STR, limit={"type": ["integer", "null"]}
@@ -108,7 +131,7 @@ def _operation(path: str, doc: Doc) -> dict[str, Any]:
             "content": {"application/json": {"schema": schema}},
         }
     in_path = [
-        {"name": _camel(name), "in": "path", "required": True, "schema": STR} for name in _PARAM.findall(path)
+        {"name": _camel(name), "in": "path", "required": True, "schema": ID} for name in _PARAM.findall(path)
     ]
     op: dict[str, Any] = {"summary": doc.summary, "responses": responses}
     if in_path or doc.parameters:

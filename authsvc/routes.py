@@ -11,10 +11,13 @@ from .openapi import (
     ACTIVATED,
     ACTIVE,
     DEACTIVATED,
+    ENDED,
+    ENDED_ALL,
     HEARTBEAT,
     LIMIT_BODY,
     ORIGINAL_URI,
     STR,
+    USER_ACTIVE,
     USER_HEADER,
     USER_LIMIT,
     Doc,
@@ -134,19 +137,22 @@ ROUTES: tuple[Route, ...] = (
         Doc("Clear a user's own limit", USER_LIMIT, ANY_USER, admin=True),
     ),
     Route(
-        f"{USER}/streams", READ, admin.user_streams, Doc("A user's live leases", ACTIVE, ANY_USER, admin=True)
+        f"{USER}/streams",
+        READ,
+        admin.user_streams,
+        Doc("A user's live leases and limits", USER_ACTIVE, ANY_USER, admin=True),
     ),
     Route(
         f"{USER}/streams",
         frozenset({"DELETE"}),
         admin.end_all,
-        Doc("End every lease of a user", obj(status=STR, ended={"type": "integer"}), ANY_USER, admin=True),
+        Doc("End every lease of a user", ENDED_ALL, ANY_USER, admin=True),
     ),
     Route(
         f"{USER}/streams/{{stream_id}}",
         frozenset({"DELETE"}),
         admin.end_stream,
-        Doc("End one lease (kick)", obj(status=STR, wasActive={"type": "boolean"}), ANY_USER, admin=True),
+        Doc("End one lease (kick)", ENDED, ANY_USER, admin=True),
     ),
 )
 

@@ -30,6 +30,14 @@ def test_a_users_own_limit_wins_and_clears(client: Client) -> None:
     assert client.active(user).json()["limit"] == 3
 
 
+def test_a_whole_number_written_as_a_float_is_a_limit(client: Client) -> None:
+    # 2.0 is an integer to JSON Schema, which the OpenAPI document's "integer" follows.
+    user = client.new_user()
+    r = admin(client, "PUT", f"{user}/limit", data=b'{"limit": 2.0}')
+    assert r.status_code == 200 and r.json()["limit"] == 2
+    assert client.active(user).json()["limit"] == 2
+
+
 def test_list_and_end_a_users_streams(client: Client) -> None:
     user = client.new_user()
     streams = [client.new_stream() for _ in range(3)]
@@ -49,7 +57,8 @@ def test_list_and_end_a_users_streams(client: Client) -> None:
 @pytest.mark.parametrize(
     "body",
     [b"", b"not json", b"[]", b'{"limit": -1}', b'{"limit": 10001}', b'{"limit": "3"}',
-     b'{"limit": true}', b'{"limit": 1.5}', b'{"other": 1}', b"\xff\xfe"],
+     b'{"limit": true}', b'{"limit": 1.5}', b'{"limit": 1e400}', b'{"limit": NaN}', b'{"other": 1}',
+     b"\xff\xfe"],
 )  # fmt: skip
 def test_bad_limit_bodies_are_400(client: Client, body: bytes) -> None:
     r = admin(client, "PUT", f"{client.new_user()}/limit", data=body)
@@ -77,3 +86,12 @@ def test_admin_is_404_when_no_token_is_set(start_authsvc: AuthsvcFactory) -> Non
     for method, path in (("GET", f"{user}/streams"), ("PUT", f"{user}/limit"), ("DELETE", f"{user}/streams")):
         r = admin(client, method, path, json={"limit": 1})
         assert r.status_code == 404 and r.json()["error"] == "Not Found"
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"), [("limit", {"PUT", "DELETE"}), ("streams", {"GET", "HEAD", "DELETE"})]
+)
+def test_a_405_lists_every_method_of_the_path(client: Client, path: str, allowed: set[str]) -> None:
+    r = admin(client, "POST", f"{client.new_user()}/{path}")
+    assert r.status_code == 405 and r.json()["error"] == "Method Not Allowed"
+    assert set(r.headers["Allow"].split(", ")) == allowed
