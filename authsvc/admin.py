@@ -40,7 +40,8 @@ async def _limit_in_body(call: Call) -> int | None:
         body: Any = json.loads(raw or b"null")
     except (ValueError, RecursionError):
         raise Refusal(400, "Body must be JSON.") from None
-    limit = body.get("limit", ...) if isinstance(body, dict) else ...
+    # Exactly {"limit": ...}: a field it does not know (a typo, a reason) is refused, not ignored.
+    limit = body["limit"] if isinstance(body, dict) and body.keys() == {"limit"} else ...
     if isinstance(limit, float) and limit.is_integer():
         limit = int(limit)  # 3.0 is the integer 3 to JSON Schema, and so to OpenAPI
     valid = limit is None or (

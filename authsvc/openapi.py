@@ -81,7 +81,10 @@ LIMIT_BODY = {
     "required": True,
     "content": {
         "application/json": {
-            "schema": obj(["limit"], limit={"type": ["integer", "null"], "minimum": 0, "maximum": 10000})
+            "schema": {
+                **obj(["limit"], limit={"type": ["integer", "null"], "minimum": 0, "maximum": 10000}),
+                "additionalProperties": False,
+            }
         }
     },
 }
@@ -117,7 +120,7 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def _operation(path: str, doc: Doc) -> dict[str, Any]:
+def _operation(path: str, doc: Doc, identity: str) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     if doc.ok_status == 204:
         responses["204"] = {"description": "Allowed"}
@@ -134,8 +137,13 @@ def _operation(path: str, doc: Doc) -> dict[str, Any]:
         {"name": _camel(name), "in": "path", "required": True, "schema": ID} for name in _PARAM.findall(path)
     ]
     op: dict[str, Any] = {"summary": doc.summary, "responses": responses}
-    if in_path or doc.parameters:
-        op["parameters"] = [*in_path, *doc.parameters]
+    parameters = doc.parameters
+    if identity == "jwt" and USER_HEADER in parameters:
+        # The caller is the subject of a JWT in Authorization; x-userid is ignored.
+        parameters = tuple(p for p in parameters if p is not USER_HEADER)
+        op["security"] = [{"userToken": []}]
+    if in_path or parameters:
+        op["parameters"] = [*in_path, *parameters]
     if doc.request_body:
         op["requestBody"] = doc.request_body
     if doc.admin:
@@ -143,16 +151,22 @@ def _operation(path: str, doc: Doc) -> dict[str, Any]:
     return op
 
 
-def spec(routes: Iterable[tuple[str, Iterable[str], Doc]], version: str) -> dict[str, Any]:
-    """The document for (path template, methods, Doc) of every route."""
+def spec(
+    routes: Iterable[tuple[str, Iterable[str], Doc]], version: str, identity: str = "header"
+) -> dict[str, Any]:
+    """The document for (path template, methods, Doc) of every route, as the identity mode
+    (AUTHSVC_IDENTITY) has callers name themselves: x-userid, or a JWT."""
     paths: dict[str, dict[str, Any]] = {}
     for path, methods, doc in routes:
         public = _PARAM.sub(lambda m: "{" + _camel(m.group(1)) + "}", path)
         for method in sorted(methods):
-            paths.setdefault(public, {})[method.lower()] = _operation(path, doc)
+            paths.setdefault(public, {})[method.lower()] = _operation(path, doc, identity)
+    schemes: dict[str, Any] = {"adminToken": {"type": "http", "scheme": "bearer"}}
+    if identity == "jwt":
+        schemes["userToken"] = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     return {
         "openapi": "3.1.0",
         "info": {"title": "CanWatch authsvc", "version": version},
-        "components": {"securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}}},
+        "components": {"securitySchemes": schemes},
         "paths": paths,
     }

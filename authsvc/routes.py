@@ -5,6 +5,7 @@ all derived from ``ROUTES``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from . import __version__, admin, api, authz, probes
 from .openapi import (
@@ -46,7 +47,12 @@ class Route:
 
 async def openapi_document(call: Call) -> Reply:
     """The OpenAPI 3.1 description of every route. 200."""
-    return Reply(200, spec(((r.path, r.methods, r.doc) for r in ROUTES), __version__))
+    return Reply(200, document(call.state.settings.identity))
+
+
+def document(identity: str) -> dict[str, Any]:
+    """The OpenAPI document of ROUTES for an identity mode."""
+    return spec(((r.path, r.methods, r.doc) for r in ROUTES), __version__, identity)
 
 
 STREAM = "/streams/{stream_id}"
@@ -113,7 +119,7 @@ ROUTES: tuple[Route, ...] = (
             None,
             (401, 403),
             ok_status=204,
-            parameters=(ORIGINAL_URI,),
+            parameters=(ORIGINAL_URI, USER_HEADER),
         ),
         hot=True,
         decisions="gate",

@@ -58,7 +58,7 @@ def test_list_and_end_a_users_streams(client: Client) -> None:
     "body",
     [b"", b"not json", b"[]", b'{"limit": -1}', b'{"limit": 10001}', b'{"limit": "3"}',
      b'{"limit": true}', b'{"limit": 1.5}', b'{"limit": 1e400}', b'{"limit": NaN}', b'{"other": 1}',
-     b"\xff\xfe"],
+     b'{"limit": 1, "reason": "x"}', b"\xff\xfe"],
 )  # fmt: skip
 def test_bad_limit_bodies_are_400(client: Client, body: bytes) -> None:
     r = admin(client, "PUT", f"{client.new_user()}/limit", data=body)
