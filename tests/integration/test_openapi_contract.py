@@ -34,7 +34,9 @@ HEADER = schemathesis.openapi.from_dict(document("header"), config=VALID)
 JWT = schemathesis.openapi.from_dict(document("jwt"), config=VALID)
 # Each operation: 40 generated requests per generation mode (valid, invalid), the same on
 # every run (derandomize), so that a failure reproduces.
-CONTRACT = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+CONTRACT = settings(
+    max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 
 
 def _service(redis: RedisServer, **overrides: str) -> Iterator[Authsvc]:
