@@ -237,6 +237,7 @@ def _gate_token_values(config: EdgeConfig) -> dict[str, str]:
             "gate_token_server": "",
             "gate_token_gate": "",
             "gate_token_s": "0",
+            "gate_token_user": "",
         }
     return {
         "gate_token_main": f"load_module {JS_MODULE};\nenv {GATE_KEY_ENV};",
@@ -244,6 +245,11 @@ def _gate_token_values(config: EdgeConfig) -> dict[str, str]:
         "gate_token_server": "        include gate-token-server.conf;",
         "gate_token_gate": "            include gate-token-gate.conf;",
         "gate_token_s": str(max(1, math.ceil(config.gate_token_s))),
+        # The log's user when a token served the fetch: authsvc names it on every other
+        # gated fetch; in header mode the identity nginx derived stands in ($cw_log_user).
+        "gate_token_user": "    set $cw_gate_user $cw_lease_subject;  # the JWT's subject, for the log"
+        if config.identity == "jwt"
+        else "",
     }
 
 

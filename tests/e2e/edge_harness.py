@@ -3,6 +3,7 @@ with a bound, and starting a whole stack on free loopback ports."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -81,6 +82,12 @@ def until(check: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
             return True
         time.sleep(step)
     return check()
+
+
+def access_lines(stack: Stack) -> list[dict[str, object]]:
+    """nginx's access log so far (written at most a second late: poll with ``until``)."""
+    path = stack.prefix / "access.log"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def gate_decisions(stack: Stack, outcome: str) -> float:

@@ -16,7 +16,7 @@ import requests
 from authsvc.gatetoken import gate_key, mac
 from authsvc.stack.supervisor import Stack
 
-from .edge_harness import SEGMENT, Player, StackFactory, gate_decisions, ko, launch, until
+from .edge_harness import SEGMENT, Player, StackFactory, access_lines, gate_decisions, ko, launch, until
 from harness import SECRET
 
 pytestmark = pytest.mark.e2e
@@ -243,6 +243,7 @@ def test_jwt_mode_binds_the_token_to_the_bearer_token(start_stack: StackFactory)
         jwt_secret=key,
         gate_token_s=TOKEN_S,
         lease_ttl_s=TTL_S,
+        access_log=True,
     )
     player = Player(stack.url)
 
@@ -259,6 +260,12 @@ def test_jwt_mode_binds_the_token_to_the_bearer_token(start_stack: StackFactory)
     before = asked(stack)
     again = requests.get(segment_url(stack, stream), headers=auth, cookies={"cw_lease": token}, timeout=5)
     assert again.status_code == 200 and asked(stack) == before
+    # The log names the viewer of a fetch the token served, as authsvc names it on the
+    # others: the subject of the JWT the token is bound to.
+    served = again.headers["X-Request-ID"]
+    assert until(lambda: any(e["request_id"] == served for e in access_lines(stack)), 5)
+    (logged,) = [e for e in access_lines(stack) if e["request_id"] == served]
+    assert (logged["decision"], logged["user"]) == ("token", "viewer-1")
     # Another user's bearer with my lease cookie: asked, and refused.
     theirs = {"Authorization": f"Bearer {someone}"}
     r = requests.get(segment_url(stack, stream), headers=theirs, cookies={"cw_lease": token}, timeout=5)

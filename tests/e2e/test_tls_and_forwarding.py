@@ -17,7 +17,7 @@ import requests
 from authsvc.stack import nginxconf, tls
 from authsvc.stack.supervisor import Stack
 
-from .edge_harness import PLAYLIST, Deployment, Player, StackFactory, ko, until
+from .edge_harness import PLAYLIST, Deployment, Player, StackFactory, access_lines, ko, until
 from .recording import RecordingOrigin, send_raw
 from harness import need_binary
 
@@ -111,11 +111,6 @@ def origin() -> Iterator[RecordingOrigin]:
     o = RecordingOrigin().start()
     yield o
     o.stop()
-
-
-def access_lines(stack: Stack) -> list[dict[str, object]]:
-    path = stack.prefix / "access.log"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def authsvc_lines(stack: Stack) -> list[dict[str, object]]:
