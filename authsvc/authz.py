@@ -60,8 +60,11 @@ async def gate(call: Call) -> Reply:
     if touch.alive:
         if state.tokens is not None:
             # Bound to the identity as nginx derived and will present it again.
-            bound = user.user_id if state.settings.identity == "header" else _bearer(call)
-            allowed["X-Gate-Token"] = state.tokens.issue(bound, stream_id)
+            # In jwt mode it names the verified subject too, for nginx's log.
+            if state.settings.identity == "header":
+                allowed["X-Gate-Token"] = state.tokens.issue(user.user_id, stream_id)
+            else:
+                allowed["X-Gate-Token"] = state.tokens.issue(_bearer(call), stream_id, user.user_id)
         return Reply(204, None, allowed, Decision.ALLOWED)
     if not state.settings.enforce:
         return Reply(204, None, {**allowed, "X-Gate-Decision": "shadow_not_active"}, Decision.SHADOW_DENIED)

@@ -10,6 +10,10 @@ A token is ``<expiry, unix seconds>.<MAC>``: HMAC-SHA256, base64url without padd
 ``identity \\n stream \\n expiry``, where the identity is what nginx derived (the user id
 in header mode, the bearer token in jwt mode). Its key is derived from AUTHSVC_SECRET,
 so every authsvc replica and every nginx node that shares the secret agree.
+
+In jwt mode the token also names the user, for nginx's access log on the fetches it
+serves alone (nginx does not verify, or decode, JWTs): ``<expiry>.<MAC>.<subject>``, the
+MAC then over ``identity \\n stream \\n subject \\n expiry``.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ def gate_key(secret: str) -> str:
     return hmac.new(secret.encode("utf-8"), _CONTEXT, hashlib.sha256).hexdigest()
 
 
-def mac(key: str, identity: str, stream_id: str, expiry: int) -> str:
-    message = f"{identity}\n{stream_id}\n{expiry}".encode()
+def mac(key: str, identity: str, stream_id: str, expiry: int, subject: str | None = None) -> str:
+    named = f"{identity}\n{stream_id}" if subject is None else f"{identity}\n{stream_id}\n{subject}"
+    message = f"{named}\n{expiry}".encode()
     digest = hmac.new(key.encode("ascii"), message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
@@ -40,13 +45,17 @@ class TokenIssuer:
         self._key = gate_key(secret)
         self._lifetime_s = lifetime_s
 
-    def issue(self, identity: str, stream_id: str) -> str:
+    def issue(self, identity: str, stream_id: str, subject: str | None = None) -> str:
+        """A token for this identity and stream; in jwt mode ``subject`` is the verified sub."""
         expiry = int(time.time() + self._lifetime_s)
-        return f"{expiry}.{mac(self._key, identity, stream_id, expiry)}"
+        token = f"{expiry}.{mac(self._key, identity, stream_id, expiry, subject)}"
+        return token if subject is None else f"{token}.{subject}"
 
     def valid(self, token: str, identity: str, stream_id: str) -> bool:
         """What nginx checks (for tests and tools; the gate itself never reads tokens)."""
-        expiry_text, _, given = token.partition(".")
+        expiry_text, _, rest = token.partition(".")
+        given, _, subject = rest.partition(".")
         if not expiry_text.isdigit() or int(expiry_text) < time.time():
             return False
-        return hmac.compare_digest(given, mac(self._key, identity, stream_id, int(expiry_text)))
+        expected = mac(self._key, identity, stream_id, int(expiry_text), subject or None)
+        return hmac.compare_digest(given, expected)

@@ -20,6 +20,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..ids import WELL_FORMED
 from ..settings import IdentityMode, Settings, SettingsError
 from . import demo
 from .settings import StackSettings
@@ -229,6 +230,7 @@ def _resolver(config: EdgeConfig) -> tuple[str, str]:
 
 
 def _gate_token_values(config: EdgeConfig) -> dict[str, str]:
+    subject = _lease_subject(config.identity == "jwt" and bool(config.gate_token_s))
     if not config.gate_token_s:
         off = "# (lease tokens off: AUTHSVC_GATE_TOKEN_S=0)"
         return {
@@ -237,7 +239,7 @@ def _gate_token_values(config: EdgeConfig) -> dict[str, str]:
             "gate_token_server": "",
             "gate_token_gate": "",
             "gate_token_s": "0",
-            "gate_token_user": "",
+            **subject,
         }
     return {
         "gate_token_main": f"load_module {JS_MODULE};\nenv {GATE_KEY_ENV};",
@@ -245,11 +247,20 @@ def _gate_token_values(config: EdgeConfig) -> dict[str, str]:
         "gate_token_server": "        include gate-token-server.conf;",
         "gate_token_gate": "            include gate-token-gate.conf;",
         "gate_token_s": str(max(1, math.ceil(config.gate_token_s))),
-        # The log's user when a token served the fetch: authsvc names it on every other
-        # gated fetch; in header mode the identity nginx derived stands in ($cw_log_user).
-        "gate_token_user": "    set $cw_gate_user $cw_lease_subject;  # the JWT's subject, for the log"
-        if config.identity == "jwt"
-        else "",
+        **subject,
+    }
+
+
+def _lease_subject(jwt: bool) -> dict[str, str]:
+    """In jwt mode a lease token ends in the JWT's verified subject (authsvc/gatetoken.py),
+    which names the user in the log of a fetch the token served: authsvc names it on every
+    other gated fetch, and in header mode the identity nginx derived stands in."""
+    if not jwt:
+        return {"gate_token_user": "", "lease_subject_re": "", "lease_subject_claim": ""}
+    return {
+        "gate_token_user": "    set $cw_gate_user $cw_lease_subject;  # jwt mode: the token's subject",
+        "lease_subject_re": rf"\.(?<cw_lease_subject>{WELL_FORMED.pattern})",
+        "lease_subject_claim": r"$cw_lease_subject\n",
     }
 
 

@@ -256,7 +256,7 @@ def test_jwt_mode_binds_the_token_to_the_bearer_token(start_stack: StackFactory)
     assert requests.post(f"{stack.url}/streams/{stream}/activate", headers=auth, timeout=5).status_code == 200
     first = requests.get(segment_url(stack, stream), headers=auth, timeout=5)
     token = first.cookies.get("cw_lease")
-    assert token, first.headers
+    assert token and token.endswith(".viewer-1"), first.headers  # the subject, for the log
     before = asked(stack)
     again = requests.get(segment_url(stack, stream), headers=auth, cookies={"cw_lease": token}, timeout=5)
     assert again.status_code == 200 and asked(stack) == before
@@ -266,9 +266,13 @@ def test_jwt_mode_binds_the_token_to_the_bearer_token(start_stack: StackFactory)
     assert until(lambda: any(e["request_id"] == served for e in access_lines(stack)), 5)
     (logged,) = [e for e in access_lines(stack) if e["request_id"] == served]
     assert (logged["decision"], logged["user"]) == ("token", "viewer-1")
+    # The subject is under the MAC: renamed, the token is not taken (authsvc is asked).
+    renamed = token.rsplit(".", 1)[0] + ".viewer-2"
+    r = requests.get(segment_url(stack, stream), headers=auth, cookies={"cw_lease": renamed}, timeout=5)
+    assert r.status_code == 200 and asked(stack) == before + 1
     # Another user's bearer with my lease cookie: asked, and refused.
     theirs = {"Authorization": f"Bearer {someone}"}
     r = requests.get(segment_url(stack, stream), headers=theirs, cookies={"cw_lease": token}, timeout=5)
     ko(r, 403, "Stream Not Active")
-    assert asked(stack) == before + 1
+    assert asked(stack) == before + 2
     player.close()

@@ -19,6 +19,16 @@ def test_a_token_is_valid_for_its_identity_and_stream_only() -> None:
     assert not issuer.valid(f"{int(expiry) + 1}.{mac}", "user", "stream")
 
 
+def test_a_jwt_mode_token_names_its_subject_under_the_mac() -> None:
+    issuer = TokenIssuer("s" * 32, 5)
+    token = issuer.issue("eyJ.a.b", "stream", "viewer-1")
+    expiry, mac, subject = token.split(".", 2)
+    assert subject == "viewer-1" and issuer.valid(token, "eyJ.a.b", "stream")
+    assert not issuer.valid(f"{expiry}.{mac}.viewer-2", "eyJ.a.b", "stream")  # another name
+    assert not issuer.valid(f"{expiry}.{mac}", "eyJ.a.b", "stream")  # the name dropped
+    assert not issuer.valid(token, "eyJ.a.c", "stream")  # another JWT
+
+
 def test_an_expired_token_is_not_valid() -> None:
     issuer = TokenIssuer("s" * 32, -1)
     assert not issuer.valid(issuer.issue("user", "stream"), "user", "stream")

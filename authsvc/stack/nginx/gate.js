@@ -4,6 +4,7 @@
 // (auth_request to authsvc), which also issues a fresh token. The format and key are authsvc/gatetoken.py's:
 //   <expiry, unix seconds>.<base64url HMAC-SHA256 of "identity\nstream\nexpiry">
 // under the hex key derived from AUTHSVC_SECRET, given to nginx as CANWATCH_GATE_KEY.
+// In jwt mode ".<subject>" follows, and the MAC is of "identity\nstream\nsubject\nexpiry".
 import crypto from 'crypto';
 
 const KEY = process.env.CANWATCH_GATE_KEY || '';
@@ -12,7 +13,8 @@ const LIFETIME_S = {{gate_token_s}};
 
 // Every request runs this in a fresh njs VM, so it does as little as it can: nginx has
 // already checked the token's shape and put the parts in $cw_lease_claim (gate-token-http.conf),
-// "<identity>\n<stream>\n<expiry>\n<mac>" with a 10-digit expiry and a 43-character MAC.
+// "<identity>\n<stream>\n<expiry>\n<mac>" with a 10-digit expiry and a 43-character MAC
+// (in jwt mode "<identity>\n<stream>\n<subject>\n<expiry>\n<mac>": the same code checks both).
 function leaseValid(r) {
     const claim = r.variables.cw_lease_claim;
     if (!claim || !KEY) {
@@ -23,7 +25,7 @@ function leaseValid(r) {
     if (expiry < now || expiry > now + LIFETIME_S + 1) {
         return '';
     }
-    // The message is "<identity>\n<stream>\n<expiry>", everything before "\n<mac>".
+    // The message is everything before "\n<mac>".
     const mac = crypto.createHmac('sha256', KEY).update(claim.slice(0, -44)).digest('base64url');
     // === is njs_string_eq: a memcmp of the 43 bytes, which glibc compares 32 bytes at a
     // time, so its timing tells at most whether the first 32 bytes (192 bits) matched.
@@ -32,17 +34,4 @@ function leaseValid(r) {
     return mac === claim.slice(-43) ? '1' : '';
 }
 
-// jwt mode: the subject of the JWT a valid lease token is bound to, for the access log of
-// a fetch the token served (@gate_token). authsvc verified that very JWT when it issued
-// the token, whose MAC covers all of it; nginx itself does not verify JWTs.
-function leaseSubject(r) {
-    const payload = (r.variables.cw_gate_identity || '').split('.')[1] || '';
-    try {
-        const sub = JSON.parse(Buffer.from(payload, 'base64url').toString()).sub;
-        return typeof sub === 'string' ? sub : '';
-    } catch (e) {
-        return '';
-    }
-}
-
-export default { leaseValid, leaseSubject };
+export default { leaseValid };
