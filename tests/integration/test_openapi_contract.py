@@ -32,8 +32,8 @@ VALID = SchemathesisConfig.from_dict(
 )
 HEADER = schemathesis.openapi.from_dict(document("header"), config=VALID)
 JWT = schemathesis.openapi.from_dict(document("jwt"), config=VALID)
-# Each operation: 40 generated requests per generation mode (valid, invalid), the same on
-# every run (derandomize), so that a failure reproduces.
+# Each operation: 40 generated requests per generation mode (valid, invalid), derandomized
+# so that a clean clone of the same code sends the same ones and a failure reproduces.
 CONTRACT = settings(
     max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
 )
