@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from authsvc.ids import IdCodec
+from authsvc.ids import IdCodec, Kind
 
 
 def test_issued_ids_verify_under_the_same_secret_only() -> None:
@@ -56,3 +56,33 @@ def test_checking_macs_needs_a_secret() -> None:
     with pytest.raises(ValueError, match="AUTHSVC_SECRET"):
         IdCodec(None)
     assert IdCodec(None, check_mac=False).issued("user", "any-id")
+
+
+class CountingCodec(IdCodec):
+    """Counts the MACs it computes: a check the cache answers computes none."""
+
+    _CACHE_SIZE = 1_000
+
+    def __init__(self) -> None:
+        super().__init__("s")
+        self.macs = 0
+
+    def _mac(self, kind: Kind, body: str) -> str:
+        self.macs += 1
+        return super()._mac(kind, body)
+
+
+def test_ids_checked_in_turn_beyond_one_generation_still_hit_the_cache() -> None:
+    codec = CountingCodec()
+    users = [codec.issue("user") for _ in range(1_500)]  # 1.5 generations, in rotation
+    for _ in range(3):
+        for user in users:
+            assert codec.issued("user", user)
+    codec.macs = 0
+    for user in users:
+        assert codec.issued("user", user)
+    assert codec.macs < 0.6 * len(users)  # one generation cleared when full: every one
+    # A forged id is never remembered, however often it comes.
+    forged = users[0][:-1] + ("A" if users[0][-1] != "A" else "B")
+    assert not any(codec.issued("user", forged) for _ in range(3))
+    assert not codec.issued("stream", users[0])  # remembered per kind
