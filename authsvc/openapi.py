@@ -114,6 +114,12 @@ class Doc:
 
 _PARAM = re.compile(r"\{(\w+)\}")
 
+EDGE_NOTE = (
+    "authsvc's own answers. Through the CanWatch edge (nginx), an API route may also answer "
+    "429 Too Many Requests (the per-client rate limit, with Retry-After) and 503 when authsvc "
+    'cannot be reached, with the same error body: {"status": "ko", "error": "..."}.'
+)
+
 
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
@@ -166,7 +172,7 @@ def spec(
         schemes["userToken"] = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "CanWatch authsvc", "version": version},
+        "info": {"title": "CanWatch authsvc", "version": version, "description": EDGE_NOTE},
         "components": {"securitySchemes": schemes},
         "paths": paths,
     }
