@@ -51,11 +51,17 @@ class TokenIssuer:
         token = f"{expiry}.{mac(self._key, identity, stream_id, expiry, subject)}"
         return token if subject is None else f"{token}.{subject}"
 
-    def valid(self, token: str, identity: str, stream_id: str) -> bool:
-        """What nginx checks (for tests and tools; the gate itself never reads tokens)."""
-        expiry_text, _, rest = token.partition(".")
-        given, _, subject = rest.partition(".")
-        if not expiry_text.isdigit() or int(expiry_text) < time.time():
+    def valid(self, token: str, identity: str, stream_id: str, subject: str | None = None) -> bool:
+        """What nginx checks (for tests and tools; the gate itself never reads tokens): the
+        shape (in jwt mode ending in ``subject``), an expiry neither past nor beyond one
+        lifetime from now, and the MAC."""
+        parts = token.split(".", 2)
+        if len(parts) != (2 if subject is None else 3) or (subject is not None and parts[2] != subject):
             return False
-        expected = mac(self._key, identity, stream_id, int(expiry_text), subject or None)
-        return hmac.compare_digest(given, expected)
+        expiry_text, given = parts[0], parts[1]
+        if len(expiry_text) != 10 or not expiry_text.isdigit():
+            return False
+        expiry, now = int(expiry_text), time.time()
+        if not now <= expiry <= now + self._lifetime_s + 1:
+            return False
+        return hmac.compare_digest(given, mac(self._key, identity, stream_id, expiry, subject))

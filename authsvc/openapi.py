@@ -76,7 +76,13 @@ ERRORS = {
 }
 
 USER_HEADER = {"name": "x-userid", "in": "header", "required": True, "schema": ID}
-ORIGINAL_URI = {"name": "X-Original-URI", "in": "header", "required": True, "schema": STR}
+# The gated URL as the client asked for it: /watch/{streamId}/<path>.
+ORIGINAL_URI = {
+    "name": "X-Original-URI",
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string", "pattern": f"^/watch/{WELL_FORMED.pattern}/[A-Za-z0-9._~/-]*$"},
+}
 LIMIT_BODY = {
     "required": True,
     "content": {
@@ -115,9 +121,10 @@ class Doc:
 _PARAM = re.compile(r"\{(\w+)\}")
 
 EDGE_NOTE = (
-    "authsvc's own answers. Through the CanWatch edge (nginx), an API route may also answer "
-    "429 Too Many Requests (the per-client rate limit, with Retry-After) and 503 when authsvc "
-    'cannot be reached, with the same error body: {"status": "ko", "error": "..."}.'
+    "authsvc's own answers. Through the CanWatch edge (nginx) a route may also get the edge's "
+    'own, with the same error body ({"status": "ko", "error": "..."}): among them 429 Too '
+    "Many Requests (the per-client rate limit, with Retry-After), 400, 413 and 414 for "
+    "malformed or oversized requests, and 503 when authsvc cannot be reached."
 )
 
 

@@ -230,7 +230,7 @@ def _resolver(config: EdgeConfig) -> tuple[str, str]:
 
 
 def _gate_token_values(config: EdgeConfig) -> dict[str, str]:
-    subject = _lease_subject(config.identity == "jwt" and bool(config.gate_token_s))
+    subject = _lease_subject(config.identity == "jwt")
     if not config.gate_token_s:
         off = "# (lease tokens off: AUTHSVC_GATE_TOKEN_S=0)"
         return {
@@ -252,11 +252,16 @@ def _gate_token_values(config: EdgeConfig) -> dict[str, str]:
 
 
 def _lease_subject(jwt: bool) -> dict[str, str]:
-    """In jwt mode a lease token ends in the JWT's verified subject (authsvc/gatetoken.py),
-    which names the user in the log of a fetch the token served: authsvc names it on every
-    other gated fetch, and in header mode the identity nginx derived stands in."""
+    """Who the log names on a fetch a lease token served (authsvc, which names the user on
+    every other gated fetch, is not asked): in header mode the identity the token is bound
+    to (from the header, the query or the cookie); in jwt mode the JWT's verified subject,
+    which a jwt-mode token ends in (authsvc/gatetoken.py)."""
     if not jwt:
-        return {"gate_token_user": "", "lease_subject_re": "", "lease_subject_claim": ""}
+        return {
+            "gate_token_user": "    set $cw_gate_user $cw_gate_identity;  # the identity the token binds",
+            "lease_subject_re": "",
+            "lease_subject_claim": "",
+        }
     return {
         "gate_token_user": "    set $cw_gate_user $cw_lease_subject;  # jwt mode: the token's subject",
         "lease_subject_re": rf"\.(?<cw_lease_subject>{WELL_FORMED.pattern})",

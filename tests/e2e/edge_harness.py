@@ -90,6 +90,13 @@ def access_lines(stack: Stack) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def access_entry(stack: Stack, request_id: str) -> dict[str, object]:
+    """The access-log entry of one request (by the X-Request-ID it was answered with)."""
+    assert until(lambda: any(e["request_id"] == request_id for e in access_lines(stack)), 5), request_id
+    (entry,) = [e for e in access_lines(stack) if e["request_id"] == request_id]
+    return entry
+
+
 def gate_decisions(stack: Stack, outcome: str) -> float:
     """authsvc's count of gate decisions with this outcome, read from its own port."""
     text = requests.get(f"{stack.api_url}/metrics", timeout=5).text

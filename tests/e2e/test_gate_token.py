@@ -16,7 +16,7 @@ import requests
 from authsvc.gatetoken import gate_key, mac
 from authsvc.stack.supervisor import Stack
 
-from .edge_harness import SEGMENT, Player, StackFactory, access_lines, gate_decisions, ko, launch, until
+from .edge_harness import SEGMENT, Player, StackFactory, access_entry, gate_decisions, ko, launch, until
 from harness import SECRET
 
 pytestmark = pytest.mark.e2e
@@ -31,6 +31,7 @@ def token_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         tmp_path_factory.mktemp("token"),
         gate_token_s=TOKEN_S,
         lease_ttl_s=TTL_S,
+        access_log=True,
     )
     yield stack
     stack.stop()
@@ -115,6 +116,19 @@ def test_a_valid_token_is_served_by_nginx_alone(token_stack: Stack, player: Play
         assert "set-cookie" not in r.headers  # nothing new to hand out
     # authsvc was not asked (its counters are read from its own port, not through nginx).
     assert asked(token_stack) == before
+
+
+def test_the_log_names_the_viewer_of_a_fetch_a_token_served(token_stack: Stack, player: Player) -> None:
+    user, stream, token = watching(token_stack, player)
+    by_header = fetch(token_stack, stream, user, token)
+    # The identity in the cookie alone, as an HLS player's segment fetches carry it.
+    by_cookie = requests.get(
+        segment_url(token_stack, stream), cookies={"cw_userid": user, "cw_lease": token}, timeout=5
+    )
+    for r in (by_header, by_cookie):
+        assert r.status_code == 200
+        logged = access_entry(token_stack, r.headers["X-Request-ID"])
+        assert (logged["decision"], logged["user"]) == ("token", user)
 
 
 def _wrong_tokens(stack: Stack, player: Player, user: str, stream: str, token: str) -> dict[str, str]:
@@ -262,9 +276,7 @@ def test_jwt_mode_binds_the_token_to_the_bearer_token(start_stack: StackFactory)
     assert again.status_code == 200 and asked(stack) == before
     # The log names the viewer of a fetch the token served, as authsvc names it on the
     # others: the subject of the JWT the token is bound to.
-    served = again.headers["X-Request-ID"]
-    assert until(lambda: any(e["request_id"] == served for e in access_lines(stack)), 5)
-    (logged,) = [e for e in access_lines(stack) if e["request_id"] == served]
+    logged = access_entry(stack, again.headers["X-Request-ID"])
     assert (logged["decision"], logged["user"]) == ("token", "viewer-1")
     # The subject is under the MAC: renamed, the token is not taken (authsvc is asked).
     renamed = token.rsplit(".", 1)[0] + ".viewer-2"

@@ -17,7 +17,7 @@ import requests
 from authsvc.stack import nginxconf, tls
 from authsvc.stack.supervisor import Stack
 
-from .edge_harness import PLAYLIST, Deployment, Player, StackFactory, access_lines, ko, until
+from .edge_harness import PLAYLIST, Deployment, Player, StackFactory, access_entry, ko, until
 from .recording import RecordingOrigin, send_raw
 from harness import need_binary
 
@@ -136,8 +136,7 @@ def test_forwarding_headers_from_clients_are_not_believed(
     assert seen.header("X-Request-ID") == request_id
     # Both access logs name the request by the id the client got back: the gate's
     # decision in authsvc's, the fetch in nginx's.
-    assert until(lambda: any(e["request_id"] == request_id for e in access_lines(stack)), 5)
-    (logged,) = [e for e in access_lines(stack) if e["request_id"] == request_id]
+    logged = access_entry(stack, request_id)
     assert logged["remote"] == "127.0.0.1" and logged["decision"] == "allowed"
     assert until(lambda: any(e.get("request_id") == request_id for e in authsvc_lines(stack)), 5)
     (decided,) = [e for e in authsvc_lines(stack) if e.get("request_id") == request_id]
@@ -170,8 +169,7 @@ def test_behind_a_trusted_proxy_the_real_client_counts(
     (seen,) = origin.received
     assert seen.header("X-Forwarded-For") == "203.0.113.9" and seen.header("X-Real-IP") == "203.0.113.9"
     assert seen.header("X-Request-ID") == "lb-abc.123"
-    assert until(lambda: any(e["request_id"] == "lb-abc.123" for e in access_lines(stack)), 5)
-    (logged,) = [e for e in access_lines(stack) if e["request_id"] == "lb-abc.123"]
+    logged = access_entry(stack, "lb-abc.123")
     assert logged["remote"] == "203.0.113.9"
     # The rate limit counts per real client: one client exhausting it leaves another's alone.
     first = {"X-Forwarded-For": "203.0.113.10"}

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from authsvc.gatetoken import TokenIssuer, gate_key
+from authsvc.gatetoken import TokenIssuer, gate_key, mac
 
 
 def test_a_token_is_valid_for_its_identity_and_stream_only() -> None:
@@ -23,10 +23,20 @@ def test_a_jwt_mode_token_names_its_subject_under_the_mac() -> None:
     issuer = TokenIssuer("s" * 32, 5)
     token = issuer.issue("eyJ.a.b", "stream", "viewer-1")
     expiry, mac, subject = token.split(".", 2)
-    assert subject == "viewer-1" and issuer.valid(token, "eyJ.a.b", "stream")
-    assert not issuer.valid(f"{expiry}.{mac}.viewer-2", "eyJ.a.b", "stream")  # another name
+    assert subject == "viewer-1" and issuer.valid(token, "eyJ.a.b", "stream", "viewer-1")
+    assert not issuer.valid(f"{expiry}.{mac}.viewer-2", "eyJ.a.b", "stream", "viewer-2")  # renamed
     assert not issuer.valid(f"{expiry}.{mac}", "eyJ.a.b", "stream")  # the name dropped
-    assert not issuer.valid(token, "eyJ.a.c", "stream")  # another JWT
+    assert not issuer.valid(token, "eyJ.a.b", "stream")  # a name where none is expected
+    assert not issuer.valid(token, "eyJ.a.c", "stream", "viewer-1")  # another JWT
+    # A subject with dots is still the one after the MAC.
+    dotted = issuer.issue("eyJ.a.b", "stream", "a.b@c.d")
+    assert issuer.valid(dotted, "eyJ.a.b", "stream", "a.b@c.d")
+
+
+def test_a_token_claiming_more_than_one_lifetime_is_not_valid() -> None:
+    issuer, key = TokenIssuer("s" * 32, 5), gate_key("s" * 32)
+    far = int(time.time()) + 60
+    assert not issuer.valid(f"{far}.{mac(key, 'user', 'stream', far)}", "user", "stream")
 
 
 def test_an_expired_token_is_not_valid() -> None:
