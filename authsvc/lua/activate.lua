@@ -1,5 +1,5 @@
 -- Activate a stream for a user: the whole admission decision in one atomic step.
--- KEYS[1]  the user's leases: sorted set, member = stream id, score = last refresh (ms, Redis TIME)
+-- KEYS[1]  the user's leases: sorted set, member = stream id, score = last refresh (ms to the us, Redis TIME)
 -- KEYS[2]  the user's own limit, if an operator set one (string integer)
 -- KEYS[3]  the counters of active leases and users of the user's slot (stats.lua)
 -- ARGV[1]  stream id
@@ -15,8 +15,7 @@
 --   4 admitted after evicting (+ evicted stream ids), 5 over the limit but admitted in shadow mode
 local key, stream = KEYS[1], ARGV[1]
 local ttl = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 
 stats_open(now, ttl)
 local newest_before = stats_newest(key)

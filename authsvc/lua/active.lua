@@ -7,8 +7,7 @@
 -- returns {operator_limit or '', now_ms, stream, score, stream, score, ...} oldest first
 local key = KEYS[1]
 local ttl = tonumber(ARGV[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 
 if ttl > 0 then
   stats_open(now, ttl)

@@ -10,8 +10,7 @@ local score = redis.call('ZSCORE', key, stream)
 if not score then
   return 0
 end
-local t = redis.call('TIME')
-stats_open(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(ARGV[2]))
+stats_open(now_ms(), tonumber(ARGV[2]))
 -- The user's newest lease before and after, both read before the ZREM: removing the last
 -- lease deletes the key, and on a Cluster a script that reads a key it deleted while its
 -- slot is being migrated fails ("non local key"), the ZREM done and the counters not.

@@ -5,8 +5,7 @@
 -- ARGV[2]  bucket width of the counters in ms (stats.lua)
 -- returns how many leases the user held (expired ones not yet dropped included)
 local key = KEYS[1]
-local t = redis.call('TIME')
-stats_open(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(ARGV[1]))
+stats_open(now_ms(), tonumber(ARGV[1]))
 local leases = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
 for i = 2, #leases, 2 do
   stats_add('l', tonumber(leases[i]), -1)

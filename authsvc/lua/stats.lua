@@ -1,5 +1,5 @@
--- Counters of active leases and users, kept by every script beside the leases it changes
--- (prepended to each script; see authsvc/stats.py for how they are read).
+-- Redis's clock, and the counters of active leases and users that every script keeps beside
+-- the leases it changes (prepended to each script; see authsvc/stats.py for how they are read).
 -- STATS_KEY   a hash in the user's Cluster slot (the last of KEYS), shared by every user
 --             of that slot: field 'l<b>' counts leases whose last refresh falls in time
 --             bucket b, 'u<b>' users whose newest refresh does; b = floor(ms / BUCKET_MS)
@@ -10,6 +10,15 @@
 local STATS_KEY = KEYS[#KEYS]
 local BUCKET_MS = tonumber(ARGV[#ARGV])
 local stats_first = 0  -- oldest bucket still counted, set by stats_open
+
+-- Redis's clock in ms, to the microsecond: leases refreshed within one millisecond must
+-- still be ordered by their refresh (a tie would order them by member instead, and
+-- evict_oldest end the wrong one). A fractional score keeps the unit, so leases written
+-- by an older release still read right; 1.8e15 us fits a double's 53 bits exactly.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
 
 local function stats_bucket(ms)
   if BUCKET_MS == 0 then return 0 end

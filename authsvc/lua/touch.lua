@@ -7,8 +7,7 @@
 -- returns {1, now_ms} when the lease was alive and is refreshed, {0, now_ms} when there is none
 local key, stream = KEYS[1], ARGV[1]
 local ttl = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 
 local touched = redis.call('ZSCORE', key, stream)
 if not touched or (ttl > 0 and tonumber(touched) <= now - ttl) then

@@ -52,7 +52,7 @@ def test_admits_up_to_the_limit_then_refuses_with_the_active_streams(redis_serve
 
 def test_evict_oldest_ends_the_lease_idle_longest(redis_server: RedisServer) -> None:
     async def body(leases: Leases) -> None:
-        # Scores are Redis milliseconds: a step apart, so that "longest idle" has one answer.
+        # A step apart, so that "longest idle" has one answer whatever the clock's resolution.
         for stream in ("a", "b"):
             await leases.activate("u", stream)
             await asyncio.sleep(0.01)
@@ -62,6 +62,23 @@ def test_evict_oldest_ends_the_lease_idle_longest(redis_server: RedisServer) -> 
         assert [lease.stream_id for lease in (await leases.active("u")).leases] == ["a", "c"]
 
     run(redis_server, body, max_streams=2, limit_policy="evict_oldest")
+
+
+def test_leases_refreshed_in_one_millisecond_keep_their_order(redis_server: RedisServer) -> None:
+    """Activations of one loop turn go to Redis in one pipeline, a few microseconds apart:
+    the order of their refreshes, not of their stream ids, decides which is idle longest."""
+
+    async def body(leases: Leases) -> None:
+        streams = ("z", "y", "x")  # the reverse of the order a tie would give
+        await asyncio.gather(*(leases.activate("u", s) for s in streams))
+        listed = await leases.active("u")
+        assert [lease.stream_id for lease in listed.leases] == list(streams)
+        await asyncio.gather(leases.touch("u", "z"), leases.touch("u", "y"))
+        result = await leases.activate("u", "w")
+        assert result.outcome is Outcome.EVICTED and result.evicted == ("x",)
+
+    for _ in range(20):
+        run(redis_server, body, limit_policy="evict_oldest")
 
 
 def test_touch_deactivate_end_all_and_an_operator_limit(redis_server: RedisServer) -> None:
