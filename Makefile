@@ -18,7 +18,7 @@ $(READY): pyproject.toml requirements.lock requirements-dev.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
-# njs, for the lease tokens that nginx checks itself (AUTHSVC_GATE_TOKEN_S, make run too).
+# njs, for the lease tokens that nginx checks itself (AUTHSVC_LEASE_TOKEN_S, make run too).
 NJS := /usr/lib/nginx/modules/ngx_http_js_module.so:libnginx-mod-http-js
 
 system-deps:
@@ -82,9 +82,9 @@ bench-scale: $(READY) system-deps
 
 # The nginx edge's ConfigMaps for Kubernetes (deploy/k8s/base/edge-config.yaml), rendered
 # again after a template changes; settings on top of the base's, e.g.
-#   make k8s-config K8S_SETTINGS="AUTHSVC_ORIGIN_URL=https://cdn.example.com"
+#   make k8s-config K8S_SETTINGS="CANWATCH_EDGE_ORIGIN_URL=https://cdn.example.com"
 k8s-config: $(READY)
-	$(PY) -m authsvc.stack.k8s $(K8S_SETTINGS)
+	$(PY) -m canwatch_edge.k8s $(K8S_SETTINGS)
 
 clean:
 	rm -rf $(VENV) .run build *.egg-info

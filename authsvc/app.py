@@ -19,11 +19,11 @@ from starlette.types import ASGIApp
 from . import __version__, logs
 from .appstate import STATE_KEY, AppState, app_state
 from .drain import Drain
-from .gatetoken import TokenIssuer
 from .hotpath import HotPath, encode
 from .identity import IdentityResolver
 from .ids import IdCodec
 from .leases import Leases, StoreUnavailable
+from .leasetoken import TokenIssuer
 from .metrics import Metrics
 from .redis_client import connect
 from .replies import Call, Reply, error_reply, ko
@@ -117,8 +117,8 @@ def create_app(settings: Settings) -> ASGIApp:
                 gauges,
                 cluster=isinstance(client, RedisCluster),
             ),
-            tokens=TokenIssuer(settings.secret, settings.gate_token_s)
-            if settings.gate_token_s and settings.secret
+            tokens=TokenIssuer(settings.secret, settings.lease_token_s)
+            if settings.lease_token_s and settings.secret
             else None,
         )
         log.info(

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .drain import Drain
-from .gatetoken import TokenIssuer
 from .identity import IdentityResolver
 from .ids import IdCodec
 from .leases import Leases
+from .leasetoken import TokenIssuer
 from .metrics import Metrics
 from .settings import Settings
 from .stats import ActiveGauges
@@ -30,7 +30,7 @@ class AppState:
     log: logging.Logger
     drain: Drain  # set on SIGTERM: /readyz answers 503 while requests are still served
     active: ActiveGauges  # the active leases and users gauges, read from Redis on scrape
-    tokens: TokenIssuer | None = None  # lease tokens for nginx, when AUTHSVC_GATE_TOKEN_S is on
+    tokens: TokenIssuer | None = None  # lease tokens for nginx, when AUTHSVC_LEASE_TOKEN_S is on
 
 
 def app_state(scope_state: Mapping[str, Any]) -> AppState:

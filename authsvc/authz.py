@@ -30,7 +30,7 @@ def _bearer(call: Call) -> str:
 async def gate(call: Call) -> Reply:
     """Decide whether the caller may fetch ``X-Original-URI`` and refresh its lease.
 
-    204 with ``X-Userid`` and ``X-Stream-Id`` when allowed (and ``X-Gate-Token``, a lease
+    204 with ``X-Userid`` and ``X-Stream-Id`` when allowed (and ``X-Lease-Token``, a lease
     token, in token mode); 401 no or bad identity; 403
     with ``X-Error-Status`` 400, 403, 404 or 503 otherwise. In shadow mode and with
     fail-open, 204 with ``X-Gate-Decision`` naming what would have been refused.
@@ -62,9 +62,9 @@ async def gate(call: Call) -> Reply:
             # Bound to the identity as nginx derived and will present it again.
             # In jwt mode it names the verified subject too, for nginx's log.
             if state.settings.identity == "header":
-                allowed["X-Gate-Token"] = state.tokens.issue(user.user_id, stream_id)
+                allowed["X-Lease-Token"] = state.tokens.issue(user.user_id, stream_id)
             else:
-                allowed["X-Gate-Token"] = state.tokens.issue(_bearer(call), stream_id, user.user_id)
+                allowed["X-Lease-Token"] = state.tokens.issue(_bearer(call), stream_id, user.user_id)
         return Reply(204, None, allowed, Decision.ALLOWED)
     if not state.settings.enforce:
         return Reply(204, None, {**allowed, "X-Gate-Decision": "shadow_not_active"}, Decision.SHADOW_DENIED)

@@ -9,20 +9,29 @@ import secrets
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 
 from . import __version__, admincli, logs
 from .settings import Settings, SettingsError, documented, unknown_variables
 
 log = logging.getLogger("authsvc")
 
+Command = Callable[[argparse.Namespace], int]
 
-def _tooling_settings() -> tuple[type, ...]:
-    """The settings classes of the local stack: their variables are not typos either.
-    Imported here, not at the top: the service itself never loads the stack."""
-    from .stack.settings import StackSettings
 
-    return (StackSettings,)
+def parts() -> list[ModuleType]:
+    """The parts installed beside the service, by their entry points (``authsvc.parts``):
+    the edge and the local stack. Each has ``SETTINGS``, its settings classes, and
+    ``add_commands(sub)``, which adds its subcommands and returns their handlers by name.
+    The service itself imports neither."""
+    return [entry.load() for entry in entry_points(group="authsvc.parts")]
+
+
+def _settings_classes() -> tuple[type, ...]:
+    return (Settings, *(cls for part in parts() for cls in part.SETTINGS))
 
 
 def serve(host: str, port: int, workers: int) -> int:
@@ -32,7 +41,7 @@ def serve(host: str, port: int, workers: int) -> int:
         print(f"authsvc: {exc}", file=sys.stderr)
         return 2
     logs.setup(settings.log_level)
-    for name in unknown_variables(None, *_tooling_settings()):
+    for name in unknown_variables(Settings):
         log.warning("unknown setting ignored", extra={"variable": name})
     # Workers read the environment again; what the parent decides goes through it.
     if settings.secret is None and settings.id_check == "mac":
@@ -73,9 +82,9 @@ def serve(host: str, port: int, workers: int) -> int:
     return 0
 
 
-def gate_key() -> int:
-    """The lease-token key nginx needs (CANWATCH_GATE_KEY), derived from AUTHSVC_SECRET."""
-    from .gatetoken import gate_key as derive
+def lease_token_key() -> int:
+    """The lease-token key nginx needs (CANWATCH_EDGE_LEASE_TOKEN_KEY), derived from AUTHSVC_SECRET."""
+    from .leasetoken import lease_token_key as derive
 
     try:
         settings = Settings.from_env()
@@ -95,34 +104,24 @@ def check() -> int:
     except SettingsError as exc:
         print(f"authsvc: {exc}", file=sys.stderr)
         return 2
-    for name in unknown_variables(None, *_tooling_settings()):
-        print(f"authsvc: warning: {name} is not a setting (a typo?)", file=sys.stderr)
+    for cls in _settings_classes():
+        for name in unknown_variables(cls):
+            print(f"authsvc: warning: {name} is not a setting (a typo?)", file=sys.stderr)
     print("settings ok")
     return 0
 
 
-def edge_config(out: Path) -> int:
-    """Render the nginx edge from the environment, for nginx running elsewhere (the
-    compose file runs this, then nginx on the result)."""
-    from .stack import nginxconf, tls
-    from .stack.settings import StackSettings
-
-    try:
-        settings, stack = Settings.from_env(), StackSettings.from_env()
-        prefix = out.resolve()
-        demo = prefix / "origin" if stack.origin_url is None else None
-        if demo is not None:
-            nginxconf.write_demo_origin(demo)
-        own = None
-        if stack.tls_port and not stack.tls_cert:
-            local = tls.local_tls(prefix / "tls", nginxconf.tls_hosts(stack.host))
-            own = (str(local.cert), str(local.key))
-        config = nginxconf.EdgeConfig.from_settings(settings, stack, prefix, demo, own)
-        main_file = nginxconf.render(config)
-    except SettingsError as exc:
-        print(f"authsvc: {exc}", file=sys.stderr)
-        return 2
-    print(f"nginx -p {prefix}/ -c {main_file} -e {prefix}/error.log")
+def list_settings(markdown: bool) -> int:
+    """Every setting with its default, the part that reads it and its meaning."""
+    rows = documented(*_settings_classes())
+    if not markdown:
+        for name, default, reader, doc in rows:
+            print(f"{name:34} {default:24} {reader:8} {doc}")
+        return 0
+    print("| variable | default | read by | meaning |\n|---|---|---|---|")
+    for name, default, reader, doc in rows:
+        meaning = doc.replace("|", "\\|")
+        print(f"| `{name}` | `{default}` | {reader} | {meaning} |")
     return 0
 
 
@@ -134,33 +133,31 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=9005)
     serve_cmd.add_argument("--workers", type=int, default=1)
-    sub.add_parser("check", help="validate the AUTHSVC_* settings and exit")
-    sub.add_parser("gate-key", help="print nginx's CANWATCH_GATE_KEY for AUTHSVC_SECRET (lease tokens)")
-    sub.add_parser("settings", help="list every setting with its default")
-    stack_cmd = sub.add_parser("stack", help="run redis, authsvc and nginx with a demo origin (make run)")
-    stack_cmd.add_argument("--stop", action="store_true", help="stop the stack running under --run-dir")
-    stack_cmd.add_argument("--run-dir", type=Path, default=Path(".run"), help="pids, logs, data (.run)")
-    edge_cmd = sub.add_parser("edge-config", help="render the nginx edge (and demo origin) into a folder")
-    edge_cmd.add_argument("--out", type=Path, required=True, help="nginx prefix to write")
+    sub.add_parser("check", help="validate every part's settings and exit")
+    sub.add_parser(
+        "lease-token-key", help="print the edge's CANWATCH_EDGE_LEASE_TOKEN_KEY for AUTHSVC_SECRET"
+    )
+    settings_cmd = sub.add_parser(
+        "settings", help="list every setting, its default and the part that reads it"
+    )
+    settings_cmd.add_argument(
+        "--markdown", action="store_true", help="as a Markdown table (docs/settings.md)"
+    )
     admincli.add_parser(sub)
+    commands: dict[str, Command] = {}
+    for part in parts():
+        commands.update(part.add_commands(sub))
     args = parser.parse_args(argv)
     if args.command == "serve":
         if args.workers < 1:
             parser.error("--workers must be at least 1")
         return serve(args.host, args.port, args.workers)
-    if args.command == "gate-key":
-        return gate_key()
+    if args.command == "lease-token-key":
+        return lease_token_key()
     if args.command == "check":
         return check()
     if args.command == "admin":
         return admincli.run(args, os.environ)
-    if args.command == "edge-config":
-        return edge_config(args.out)
-    if args.command == "stack":
-        # Imported here: `authsvc serve` needs none of it.
-        from .stack import supervisor
-
-        return supervisor.stop_running(args.run_dir) if args.stop else supervisor.run(args.run_dir)
-    for name, default, doc in documented(*_tooling_settings()):
-        print(f"{name:32} {default:28} {doc}")
-    return 0
+    if args.command == "settings":
+        return list_settings(args.markdown)
+    return commands[args.command](args)

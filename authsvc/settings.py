@@ -1,7 +1,9 @@
 """Settings: the one place that reads the environment.
 
-Every setting is an ``AUTHSVC_*`` variable, read once at start-up into a frozen
-object. A bad value stops start-up with a message naming the variable.
+Every setting of authsvc is an ``AUTHSVC_*`` variable, read once at start-up into a frozen
+object. A bad value stops start-up with a message naming the variable. The edge's renderer
+(``CANWATCH_EDGE_*``) and the local stack (``CANWATCH_STACK_*``) read theirs through the
+same public machinery: ``setting``, the parsers, ``read_env`` and ``documented``.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal, TypeVar
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, ClassVar, Literal, TypeVar
 
 from .redis_url import parse as parse_redis_url
 
@@ -31,7 +33,7 @@ class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
 
-def _bool(raw: str) -> bool:
+def boolean(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
@@ -40,7 +42,7 @@ def _bool(raw: str) -> bool:
     raise ValueError("must be true or false")
 
 
-def _int_range(low: int, high: int) -> Callable[[str], int]:
+def int_range(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         value = int(raw.strip())
         if not low <= value <= high:
@@ -50,7 +52,7 @@ def _int_range(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def _float_range(low: float, high: float) -> Callable[[str], float]:
+def float_range(low: float, high: float) -> Callable[[str], float]:
     def parse(raw: str) -> float:
         value = float(raw.strip())
         if not low <= value <= high:
@@ -60,7 +62,7 @@ def _float_range(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
-def _choice(*allowed: str) -> Callable[[str], str]:
+def choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
         if value not in allowed:
@@ -70,11 +72,11 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
-def _text(raw: str) -> str:
+def text(raw: str) -> str:
     return raw
 
 
-def _optional_text(raw: str) -> str | None:
+def optional_text(raw: str) -> str | None:
     return raw or None
 
 
@@ -86,7 +88,7 @@ def _key_material(raw: str) -> str | None:
 
 
 def _ttl(raw: str) -> float:
-    value = _float_range(0, 86_400 * 365)(raw)
+    value = float_range(0, 86_400 * 365)(raw)
     if 0 < value < 0.1:
         raise ValueError("must be 0 (never expires) or at least 0.1")
     return value
@@ -113,7 +115,7 @@ def _algorithms(raw: str) -> tuple[str, ...]:
     return algs
 
 
-def _setting(default: T, parse: Callable[[str], Any], doc: str, secret: bool = False, env: str = "") -> T:
+def setting(default: T, parse: Callable[[str], Any], doc: str, secret: bool = False, env: str = "") -> T:
     metadata = {"parse": parse, "doc": doc, "secret": secret, "env": env}
     return field(default=default, metadata=metadata)
 
@@ -122,69 +124,72 @@ def _setting(default: T, parse: Callable[[str], Any], doc: str, secret: bool = F
 class Settings:
     """Everything authsvc can be told, validated; build it directly in tests."""
 
-    redis_url: str = _setting(
+    PREFIX: ClassVar[str] = PREFIX
+    READER: ClassVar[str] = "authsvc"
+
+    redis_url: str = setting(
         "redis://127.0.0.1:6379/0",
-        _text,
+        text,
         "Redis to keep leases in: redis://, redis+cluster://, redis+sentinel:// (may hold a password)",
         secret=True,
     )
-    redis_timeout_ms: int = _setting(
-        250, _int_range(10, 60_000), "timeout of every Redis call; past it the answer is 503"
+    redis_timeout_ms: int = setting(
+        250, int_range(10, 60_000), "timeout of every Redis call; past it the answer is 503"
     )
-    redis_wait_replicas: int = _setting(
+    redis_wait_replicas: int = setting(
         0,
-        _int_range(0, 16),
+        int_range(0, 16),
         "replicas that must acknowledge an activation before it is answered (WAIT); 0 = off",
     )
-    redis_wait_ms: int = _setting(
+    redis_wait_ms: int = setting(
         50,
-        _int_range(1, 60_000),
+        int_range(1, 60_000),
         "how long an activation waits for them; at most AUTHSVC_REDIS_TIMEOUT_MS - 100",
     )
-    key_prefix: str = _setting("canwatch:", _key_prefix, "prefix of every Redis key")
-    max_streams: int = _setting(3, _int_range(0, 10_000), "streams a user may watch at once")
-    lease_ttl_s: float = _setting(120.0, _ttl, "lease lifetime since its last refresh; 0 = never expires")
-    limit_policy: Policy = _setting(
-        "reject", _choice("reject", "evict_oldest"), "at the limit: refuse, or end the lease idle longest"
+    key_prefix: str = setting("canwatch:", _key_prefix, "prefix of every Redis key")
+    max_streams: int = setting(3, int_range(0, 10_000), "streams a user may watch at once")
+    lease_ttl_s: float = setting(120.0, _ttl, "lease lifetime since its last refresh; 0 = never expires")
+    limit_policy: Policy = setting(
+        "reject", choice("reject", "evict_oldest"), "at the limit: refuse, or end the lease idle longest"
     )
-    enforce: bool = _setting(True, _bool, "false = shadow mode: decide, log and count, never deny")
-    secret: str | None = _setting(
+    enforce: bool = setting(True, boolean, "false = shadow mode: decide, log and count, never deny")
+    secret: str | None = setting(
         None, _key_material, "key of the MAC in issued ids; set the same on every replica", secret=True
     )
-    id_check: IdCheck = _setting(
-        "mac", _choice("mac", "none"), "mac = accept only ids issued here; none = any well-formed id"
+    id_check: IdCheck = setting(
+        "mac", choice("mac", "none"), "mac = accept only ids issued here; none = any well-formed id"
     )
-    admin_token: str | None = _setting(
+    admin_token: str | None = setting(
         None, _key_material, "bearer token of /admin/; unset = admin routes answer 404", secret=True
     )
-    identity: IdentityMode = _setting(
-        "header", _choice("header", "jwt"), "header = trust x-userid; jwt = verify a JWT"
+    identity: IdentityMode = setting(
+        "header", choice("header", "jwt"), "header = trust x-userid; jwt = verify a JWT"
     )
-    jwt_secret: str | None = _setting(None, _key_material, "HS256 key for jwt identity", secret=True)
-    jwt_public_key: str | None = _setting(None, _pem, "PEM public key (RS256/ES256) for jwt identity")
-    jwt_algorithms: tuple[str, ...] = _setting(
+    jwt_secret: str | None = setting(None, _key_material, "HS256 key for jwt identity", secret=True)
+    jwt_public_key: str | None = setting(None, _pem, "PEM public key (RS256/ES256) for jwt identity")
+    jwt_algorithms: tuple[str, ...] = setting(
         (), _algorithms, "accepted algorithms; default HS256 with a secret, RS256,ES256 with a key"
     )
-    jwt_audience: str | None = _setting(None, _optional_text, "required aud claim, if set")
-    jwt_issuer: str | None = _setting(None, _optional_text, "required iss claim, if set")
-    jwt_limit_claim: str = _setting(
-        "max_streams", _text, "claim carrying the user's own stream limit, if present"
+    jwt_audience: str | None = setting(None, optional_text, "required aud claim, if set")
+    jwt_issuer: str | None = setting(None, optional_text, "required iss claim, if set")
+    jwt_limit_claim: str = setting(
+        "max_streams", text, "claim carrying the user's own stream limit, if present"
     )
-    jwt_leeway_s: int = _setting(0, _int_range(0, 3600), "clock skew allowed on exp/nbf")
-    fail_open: bool = _setting(False, _bool, "let gated fetches through when Redis or authsvc cannot answer")
-    gate_token_s: float = _setting(
-        0.0, _float_range(0, 3600), "lease tokens that nginx checks itself (njs), seconds; 0 = off"
+    jwt_leeway_s: int = setting(0, int_range(0, 3600), "clock skew allowed on exp/nbf")
+    fail_open: bool = setting(False, boolean, "let gated fetches through when Redis or authsvc cannot answer")
+    lease_token_s: float = setting(
+        0.0, float_range(0, 3600), "life of the lease tokens that the edge checks itself, seconds; 0 = off"
     )
-    log_level: str = _setting("info", _choice("debug", "info", "warning", "error"), "level of the JSON logs")
-    access_log: bool = _setting(
-        False, _bool, "one JSON line per request (nginx writes the access log of record)"
+    log_level: str = setting("info", choice("debug", "info", "warning", "error"), "level of the JSON logs")
+    access_log: bool = setting(
+        False, boolean, "one JSON line per request (nginx writes the access log of record)"
     )
-    drain_s: float = _setting(
-        0.0, _float_range(0, 3600), "on SIGTERM: /readyz 503 and keep serving this long, then stop"
+    drain_s: float = setting(
+        0.0, float_range(0, 3600), "on SIGTERM: /readyz 503 and keep serving this long, then stop"
     )
     # prometheus-client's own switch; `authsvc serve --workers N` sets it for N > 1.
-    multiproc_dir: str | None = _setting(
-        None, _optional_text, "metrics folder shared by workers", env="PROMETHEUS_MULTIPROC_DIR"
+    multiproc_dir: str | None = setting(
+        None, optional_text, "metrics folder shared by workers", env="PROMETHEUS_MULTIPROC_DIR"
     )
 
     def __post_init__(self) -> None:
@@ -213,16 +218,16 @@ class Settings:
             )
         if self.jwt_public_key:
             _check_public_key(self.jwt_public_key, self.effective_jwt_algorithms)
-        if self.gate_token_s and self.lease_ttl_s and self.gate_token_s > self.lease_ttl_s / 2:
+        if self.lease_token_s and self.lease_ttl_s and self.lease_token_s > self.lease_ttl_s / 2:
             # A player served by its token alone refreshes nothing: the lease must outlive
             # at least two tokens, or it would expire under a playing client.
             raise SettingsError(
-                f"AUTHSVC_GATE_TOKEN_S ({self.gate_token_s:g}) must be at most half of "
+                f"AUTHSVC_LEASE_TOKEN_S ({self.lease_token_s:g}) must be at most half of "
                 f"AUTHSVC_LEASE_TTL_S ({self.lease_ttl_s:g})"
             )
-        if self.gate_token_s and not self.secret:
+        if self.lease_token_s and not self.secret:
             raise SettingsError(
-                "AUTHSVC_GATE_TOKEN_S needs AUTHSVC_SECRET: nginx checks tokens with a key made from it"
+                "AUTHSVC_LEASE_TOKEN_S needs AUTHSVC_SECRET: nginx checks tokens with a key made from it"
             )
 
     @property
@@ -242,7 +247,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every ``AUTHSVC_*`` variable; raise SettingsError naming the first bad one."""
-        return cls(**_read(cls, os.environ if env is None else env))
+        return cls(**read_env(cls, os.environ if env is None else env))
 
 
 def _check_public_key(pem: str, algorithms: tuple[str, ...]) -> None:
@@ -266,18 +271,59 @@ def _check_public_key(pem: str, algorithms: tuple[str, ...]) -> None:
         )
 
 
-def unknown_variables(env: Mapping[str, str] | None = None, *also: type) -> list[str]:
-    """``AUTHSVC_*`` variables that neither Settings nor the ``also`` settings classes read:
-    most likely typos."""
+# Variables that an earlier release read, and the one that replaced each: a renamed
+# setting still set would otherwise be ignored, and the part would run on a default.
+RENAMED = {
+    "AUTHSVC_GATE_TOKEN_S": "AUTHSVC_LEASE_TOKEN_S",
+    "AUTHSVC_PORT": "CANWATCH_EDGE_PORT",
+    "AUTHSVC_HOST": "CANWATCH_EDGE_HOST",
+    "AUTHSVC_TLS_PORT": "CANWATCH_EDGE_TLS_PORT",
+    "AUTHSVC_TLS_CERT": "CANWATCH_EDGE_TLS_CERT",
+    "AUTHSVC_TLS_KEY": "CANWATCH_EDGE_TLS_KEY",
+    "AUTHSVC_ORIGIN_URL": "CANWATCH_EDGE_ORIGIN_URL",
+    "AUTHSVC_API_UPSTREAMS": "CANWATCH_EDGE_AUTHSVC",
+    "AUTHSVC_API_HOST": "CANWATCH_EDGE_AUTHSVC",
+    "AUTHSVC_GATE_CACHE_S": "CANWATCH_EDGE_GATE_CACHE_S",
+    "AUTHSVC_EXPOSE_INTERNAL": "CANWATCH_EDGE_EXPOSE_INTERNAL",
+    "AUTHSVC_API_RATE": "CANWATCH_EDGE_API_RATE",
+    "AUTHSVC_NGINX_WORKERS": "CANWATCH_EDGE_WORKERS",
+    "AUTHSVC_CORS_ORIGINS": "CANWATCH_EDGE_CORS_ORIGINS",
+    "AUTHSVC_TRUSTED_PROXIES": "CANWATCH_EDGE_TRUSTED_PROXIES",
+    "AUTHSVC_RESOLVER": "CANWATCH_EDGE_RESOLVER",
+    "AUTHSVC_NGINX_USER": "CANWATCH_EDGE_USER",
+    "AUTHSVC_NGINX_LOGS": "CANWATCH_EDGE_LOGS",
+    "CANWATCH_GATE_KEY": "CANWATCH_EDGE_LEASE_TOKEN_KEY",
+    "AUTHSVC_STACK_REDIS": "CANWATCH_STACK_REDIS",
+    "AUTHSVC_REDIS_PORT": "CANWATCH_STACK_REDIS_PORT",
+    "AUTHSVC_API_PORT": "CANWATCH_STACK_API_PORT",
+    "AUTHSVC_ORIGIN_PORT": "CANWATCH_STACK_ORIGIN_PORT",
+    "AUTHSVC_API_REPLICAS": "CANWATCH_STACK_API_REPLICAS",
+    "AUTHSVC_WORKERS": "CANWATCH_STACK_WORKERS",
+}
+
+
+def env_name(cls: Any, f: Field[Any]) -> str:
+    """The variable a settings field is read from: its class's prefix and its name."""
+    return str(f.metadata["env"] or cls.PREFIX + f.name.upper())
+
+
+def unknown_variables(cls: Any, env: Mapping[str, str] | None = None) -> list[str]:
+    """Variables of ``cls``'s prefix that it does not read: most likely typos."""
     source = os.environ if env is None else env
-    known = {f.metadata["env"] or PREFIX + f.name.upper() for cls in (Settings, *also) for f in fields(cls)}
-    return sorted(name for name in source if name.startswith(PREFIX) and name not in known)
+    prefix: str = cls.PREFIX
+    known = {env_name(cls, f) for f in fields(cls)} | set(RENAMED)
+    return sorted(name for name in source if name.startswith(prefix) and name not in known)
 
 
-def _read(cls: type, source: Mapping[str, str]) -> dict[str, Any]:
+def read_env(cls: Any, source: Mapping[str, str]) -> dict[str, Any]:
+    """The fields of the settings class ``cls`` that ``source`` sets, parsed; SettingsError
+    names the first bad variable, or an old name that is still set."""
+    for old, new in RENAMED.items():
+        if old in source:
+            raise SettingsError(f"{old} was renamed {new}: set {new} instead")
     values: dict[str, Any] = {}
     for f in fields(cls):
-        name = f.metadata["env"] or PREFIX + f.name.upper()
+        name = env_name(cls, f)
         raw = source.get(name)
         if raw is None:
             continue
@@ -289,18 +335,20 @@ def _read(cls: type, source: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def documented(*also: type) -> list[tuple[str, str, str]]:
-    """(variable, default, meaning) of every setting of Settings and the ``also`` classes,
-    for the README and `authsvc settings`."""
+def documented(*classes: Any) -> list[tuple[str, str, str, str]]:
+    """(variable, default, part that reads it, meaning) of every setting of ``classes``,
+    for `authsvc settings` and the docs' settings page."""
     rows = []
-    for f in (f for cls in (Settings, *also) for f in fields(cls)):
-        default = f.default
-        shown = (
-            "unset"
-            if default in (None, ())
-            else str(default).lower()
-            if isinstance(default, bool)
-            else str(default)
-        )
-        rows.append((f.metadata["env"] or PREFIX + f.name.upper(), shown, f.metadata["doc"]))
+    for cls in classes:
+        for f in fields(cls):
+            default = f.default
+            if default in (None, (), ""):
+                shown = "unset"
+            elif isinstance(default, bool):
+                shown = str(default).lower()
+            elif isinstance(default, tuple):
+                shown = ",".join(default)
+            else:
+                shown = str(default)
+            rows.append((env_name(cls, f), shown, cls.READER, f.metadata["doc"]))
     return rows

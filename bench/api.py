@@ -20,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from authsvc.stack.procs import free_port
+from canwatch_stack.procs import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"

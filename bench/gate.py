@@ -25,10 +25,10 @@ import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
-from authsvc.stack import nginxconf
-from authsvc.stack.procs import StackError, find_binary, free_port
-from authsvc.stack.settings import StackSettings
-from authsvc.stack.supervisor import Stack
+from canwatch_edge import render
+from canwatch_stack.procs import StackError, find_binary, free_port
+from canwatch_stack.settings import StackSettings
+from canwatch_stack.supervisor import Stack
 
 HERE = Path(__file__).resolve().parent
 SEGMENT = "demo/segment0.ts"
@@ -53,7 +53,7 @@ def free_token_check(prefix: Path) -> None:
     """In an edge rendered with lease tokens: the check made free, for measuring where the
     token mode's cost lies. nginx still checks the cookie's shape ($cw_lease_claim), but
     gate.js is never called: any well-shaped token is taken. Benchmarks only."""
-    conf = prefix / "gate-token-gate.conf"
+    conf = prefix / "lease-token-gate.conf"
     text = conf.read_text()
     if "if ($cw_lease_valid)" not in text:
         raise RuntimeError(f"{conf}: no token check to replace")
@@ -64,11 +64,11 @@ def reload(stack: Stack, cache_s: float, token_s: float = 0.0, free_check: bool 
     """Render the edge with this micro-cache TTL (and lease-token lifetime, its check free
     with ``free_check``) and reload nginx; return once only workers with the new
     configuration are left."""
-    edge = replace(stack.edge, gate_cache_s=cache_s, gate_token_s=token_s)
-    nginxconf.render(edge)
+    edge = replace(stack.edge, gate_cache_s=cache_s, lease_token_s=token_s)
+    render.render(edge)
     if free_check:
         free_token_check(edge.prefix)
-    nginxconf.check(find_binary("nginx"), edge.prefix)
+    render.check(find_binary("nginx"), edge.prefix)
     master = stack.procs["nginx"].pid
     old = workers(master)
     os.kill(master, signal.SIGHUP)

@@ -35,10 +35,10 @@ from gate import free_token_check
 from players import SECRET, SEGMENT, TOKEN_S, make_players, players_stack
 from players import http as get
 
-from authsvc.gatetoken import gate_key
-from authsvc.stack import nginxconf
-from authsvc.stack.procs import StackError, find_binary, free_port, stop_process
-from authsvc.stack.supervisor import Stack
+from authsvc.leasetoken import lease_token_key
+from canwatch_edge import render
+from canwatch_stack.procs import StackError, find_binary, free_port, stop_process
+from canwatch_stack.supervisor import Stack
 
 TOTALS = re.compile(r"([\d,]+) \([^)]*\)\s+PROGRAM TOTALS")
 Player = tuple[str, str, str]
@@ -63,11 +63,11 @@ def edge_copy(stack: Stack, root: Path, token_s: float) -> tuple[Path, int]:
         port=port,
         demo_root=None,
         origin_url=f"http://127.0.0.1:{stack.ports.origin_port}",
-        gate_token_s=token_s,
+        lease_token_s=token_s,
         gate_cache_s=0.0,
         worker_processes=1,
     )
-    nginxconf.render(edge)
+    render.render(edge)
     single_worker(root / "nginx.conf", port)
     return root, port
 
@@ -155,7 +155,7 @@ def main() -> int:
         if shutil.which(tool) is None:
             print(f"bench-gate: {tool} is not installed: run `apt-get install -y valgrind`", file=sys.stderr)
             return 1
-    nginx_env = {**os.environ, nginxconf.GATE_KEY_ENV: gate_key(SECRET)}
+    nginx_env = {**os.environ, render.LEASE_TOKEN_KEY_ENV: lease_token_key(SECRET)}
     print(f"callgrind, one nginx worker, {args.players} players, {args.counted} fetches counted", flush=True)
     try:
         with players_stack("bench-instructions-") as (stack, plain_url, run_dir):

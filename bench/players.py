@@ -42,9 +42,9 @@ from pathlib import Path
 
 from gate import reload, workers  # noqa: F401  (workers: reload's helper)
 
-from authsvc.stack.procs import StackError, find_binary, free_port, spawn, stop_process, wait_port
-from authsvc.stack.settings import StackSettings
-from authsvc.stack.supervisor import Stack
+from canwatch_stack.procs import StackError, find_binary, free_port, spawn, stop_process, wait_port
+from canwatch_stack.settings import StackSettings
+from canwatch_stack.supervisor import Stack
 
 HERE = Path(__file__).resolve().parent
 SEGMENT = "demo/segment0.ts"
@@ -124,7 +124,7 @@ def players_stack(prefix: str) -> Iterator[tuple[Stack, str, Path]]:
     )  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
     env |= {"AUTHSVC_SECRET": SECRET, "AUTHSVC_LOG_LEVEL": "warning"}
-    env |= {"AUTHSVC_LEASE_TTL_S": "0", "AUTHSVC_GATE_TOKEN_S": str(TOKEN_S)}
+    env |= {"AUTHSVC_LEASE_TTL_S": "0", "AUTHSVC_LEASE_TOKEN_S": str(TOKEN_S)}
     stack = Stack(run_dir, env, ports, ungated=True, persist=False)
     plain: subprocess.Popen[bytes] | None = None
     try:

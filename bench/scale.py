@@ -44,7 +44,7 @@ import requests
 from authsvc.ids import IdCodec
 from authsvc.leases import Leases
 from authsvc.settings import Settings, SettingsError
-from authsvc.stack.procs import LOOPBACK, free_port, start_authsvc, start_redis, stop_process
+from canwatch_stack.procs import LOOPBACK, free_port, start_authsvc, start_redis, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-of-some-length"
@@ -304,7 +304,7 @@ def cluster_part(work: Path, many_ids: Path, rows: Rows, failed: list[str]) -> d
         rows.append(("Cluster / single", f"not measured: {why_not}", ">= 0.8x"))
         failed.append("Cluster not measured")
         return {}
-    from authsvc.stack.topology import LocalCluster
+    from canwatch_stack.topology import LocalCluster
 
     print(f"\ncluster 3+3 against single Redis, {CYCLE_USERS:,} users, one authsvc worker each", flush=True)
     cluster = LocalCluster(work / "cluster", primaries=3, replicas=1)
@@ -330,7 +330,7 @@ def cluster_part(work: Path, many_ids: Path, rows: Rows, failed: list[str]) -> d
 
 
 def wait_part(work: Path, many_ids: Path, rows: Rows, failed: list[str]) -> dict[str, list[Run]]:
-    from authsvc.stack.replicated import PrimaryReplica
+    from replicated import PrimaryReplica
 
     print(f"\nWAIT: a primary with one replica, {CYCLE_USERS:,} users, one authsvc worker each", flush=True)
     pair = PrimaryReplica(work / "replicated")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from authsvc.stack.settings import StackSettings
-from authsvc.stack.supervisor import Stack
+from canwatch_edge.settings import EdgeSettings
+from canwatch_stack.supervisor import Stack
 
-from .edge_harness import HOST, Deployment, Player, StackFactory, launch
+from edge_harness import HOST, Deployment, Player, StackFactory, launch
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +25,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """The default deployment: header identity, limit 3, micro-cache off; or HOST."""
     if HOST:
         # The micro-cache TTL of a deployment cannot be asked; give it as at deployment.
-        yield Deployment(HOST, None, StackSettings.from_env().gate_cache_s)
+        yield Deployment(HOST, None, EdgeSettings.from_env().gate_cache_s)
         return
     stack = launch(tmp_path_factory.mktemp("stack"))
     yield Deployment(stack.url, stack, 0.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from .edge_harness import Player, ko
+from edge_harness import Player, ko
 
 pytestmark = pytest.mark.e2e
 

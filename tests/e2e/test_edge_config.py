@@ -10,9 +10,9 @@ import pytest
 import requests
 
 from authsvc.settings import IdentityMode
-from authsvc.stack import nginxconf
+from canwatch_edge import render
 
-from .edge_harness import HOST, Player, StackFactory, ko
+from edge_harness import HOST, Player, StackFactory, ko
 from harness import need_binary
 
 pytestmark = pytest.mark.e2e
@@ -32,10 +32,9 @@ def test_every_combination_of_switches_passes_nginx_t(tmp_path: Path) -> None:
     )
     checked = 0
     for n, (identity, fail_open, expose, cache_s, origin, cors) in enumerate(switches):
-        config = nginxconf.EdgeConfig(
+        config = render.EdgeConfig(
             prefix=tmp_path / f"edge{n}",
             port=20_000 + n,
-            api_port=19_999,
             origin_url=origin or "http://127.0.0.1:19998",
             demo_root=None if origin else tmp_path / "origin",
             identity=identity,
@@ -45,16 +44,16 @@ def test_every_combination_of_switches_passes_nginx_t(tmp_path: Path) -> None:
             cors_origins=cors,
             ungated=n % 2 == 1,
         )
-        conf = nginxconf.render(config)
-        assert nginxconf.PLACEHOLDER.search(conf.read_text()) is None
-        nginxconf.check(nginx, config.prefix)  # raises with nginx's own words
+        conf = render.render(config)
+        assert render.PLACEHOLDER.search(conf.read_text()) is None
+        render.check(nginx, config.prefix)  # raises with nginx's own words
         checked += 1
     assert checked == 64
 
 
 def test_internal_routes_and_cors_list_when_exposed(start_stack: StackFactory) -> None:
     stack = start_stack(
-        why="AUTHSVC_EXPOSE_INTERNAL=true and a CORS origin list",
+        why="CANWATCH_EDGE_EXPOSE_INTERNAL=true and a CORS origin list",
         expose_internal=True,
         cors_origins="https://player.example",
         admin_token="e2e-admin-token-for-tests",

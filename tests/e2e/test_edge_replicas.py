@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from .edge_harness import PLAYLIST, Player, StackFactory, until
+from edge_harness import PLAYLIST, Player, StackFactory
+from until import until
 
 pytestmark = pytest.mark.e2e
 

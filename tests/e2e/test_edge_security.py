@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .edge_harness import SEGMENT, Deployment, Player, StackFactory
+from edge_harness import SEGMENT, Deployment, Player, StackFactory
 from harness import raw_request
 
 pytestmark = pytest.mark.e2e

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from .edge_harness import Deployment, Player
-from .recording import RawAnswer, send_raw
+from edge_harness import Deployment, Player
+from recording import RawAnswer, send_raw
 
 pytestmark = pytest.mark.e2e
 

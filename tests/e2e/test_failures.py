@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from .edge_harness import SEGMENT, Player, StackFactory, ko, until
+from edge_harness import SEGMENT, Player, StackFactory, ko
+from until import until
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from .edge_harness import PLAYLIST, SEGMENT, Deployment, Player, StackFactory, gate_decisions, ko, until
+from edge_harness import PLAYLIST, SEGMENT, Deployment, Player, StackFactory, gate_decisions, ko
+from until import until
 
 pytestmark = pytest.mark.e2e
 

@@ -13,10 +13,11 @@ import jwt
 import pytest
 import requests
 
-from authsvc.stack.supervisor import Stack
+from canwatch_stack.supervisor import Stack
 
-from .edge_harness import HOST, StackFactory, launch, until
-from .recording import RecordingOrigin, log_files, send_raw
+from edge_harness import HOST, StackFactory, launch
+from recording import RecordingOrigin, log_files, send_raw
+from until import until
 
 pytestmark = pytest.mark.e2e
 
@@ -117,7 +118,7 @@ def test_no_identity_reaches_the_origin(
     r = requests.patch(f"{stack.url}/streams/{STREAM}/activate", headers=auth, timeout=5)
     assert r.status_code == 200, r.text
     cases = jwt_cases(t) if identity == "jwt" else header_cases(USER)
-    got = [(case.target[-40:], request(stack.ports.port, case)) for case in cases]
+    got = [(case.target[-40:], request(stack.edge_settings.port, case)) for case in cases]
     assert got == [(case.target[-40:], case.status) for case in cases]
     # Every allowed fetch reached the origin, and only those.
     assert len(origin.received) == sum(case.status == 200 for case in cases)
@@ -166,7 +167,7 @@ def _drive_every_error_path(stack: Stack, origin: RecordingOrigin) -> list[str]:
     """Every error the edge can meet with a token in the query; the tokens used. Each
     step that must reach authsvc uses a token of its own: the micro-cache keeps the
     decisions for the others."""
-    port = stack.ports.port
+    port = stack.edge_settings.port
     t, big, hung, down = token(), token(pad=5200), token(pad=1), token(pad=2)
     assert 6900 < len(big) < 7500, len(big)  # the 7 KB token of the review
     watch = f"/watch/{STREAM}/a.ts"

@@ -10,9 +10,9 @@ import jwt
 import pytest
 import requests
 
-from authsvc.stack.supervisor import Stack
+from canwatch_stack.supervisor import Stack
 
-from .edge_harness import HOST, Player, ko, launch
+from edge_harness import HOST, Player, ko, launch
 
 pytestmark = pytest.mark.e2e
 

@@ -17,12 +17,12 @@ import jwt
 import pytest
 import requests
 
-from authsvc.stack import demo
-from authsvc.stack.supervisor import Stack
+from canwatch_edge import demo
+from canwatch_stack.supervisor import Stack
 
-from .edge_harness import HOST, PLAYLIST, SEGMENT, Deployment, Player, ko, launch
-from .media import DEMO_FRAMES, Playback, RecordingOrigin, play, recording_origin
+from edge_harness import HOST, PLAYLIST, SEGMENT, Deployment, Player, ko, launch
 from harness import need_binary
+from media import DEMO_FRAMES, Playback, RecordingOrigin, play, recording_origin
 
 pytestmark = pytest.mark.e2e
 

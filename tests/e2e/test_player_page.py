@@ -16,8 +16,9 @@ import jwt
 import pytest
 import requests
 
-from .edge_harness import Deployment, StackFactory, until
-from .media import chromium
+from edge_harness import Deployment, StackFactory
+from media import chromium
+from until import until
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,11 @@ import pytest
 import requests
 import yaml
 
-from authsvc.stack.procs import stop_process, wait_port
+from canwatch_stack.procs import stop_process, wait_port
 
-from .edge_harness import Player, StackFactory, until
+from edge_harness import Player, StackFactory
 from harness import HOST, ROOT, free_port, need_binary
+from until import until
 
 pytestmark = pytest.mark.e2e
 

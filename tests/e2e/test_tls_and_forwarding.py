@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from authsvc.stack import nginxconf, tls
-from authsvc.stack.supervisor import Stack
+from canwatch_edge import render, tls
+from canwatch_stack.supervisor import Stack
 
-from .edge_harness import PLAYLIST, Deployment, Player, StackFactory, access_entry, ko, until
-from .recording import RecordingOrigin, send_raw
+from edge_harness import PLAYLIST, Deployment, Player, StackFactory, access_entry, ko
 from harness import need_binary
+from recording import RecordingOrigin, send_raw
+from until import until
 
 pytestmark = pytest.mark.e2e
 
@@ -80,7 +81,7 @@ def test_only_tls_1_2_and_newer(edge: Deployment) -> None:
         context = ssl.create_default_context(cafile=str(stack.local_tls.ca))
         context.minimum_version = context.maximum_version = version
         with (
-            socket.create_connection(("127.0.0.1", stack.ports.tls_port), timeout=5) as raw,
+            socket.create_connection(("127.0.0.1", stack.edge_settings.tls_port), timeout=5) as raw,
             context.wrap_socket(raw, server_hostname="localhost") as tls,
         ):
             assert tls.version() == version.name.replace("v1_", "v1.")
@@ -91,7 +92,7 @@ def test_only_tls_1_2_and_newer(edge: Deployment) -> None:
         warnings.simplefilter("ignore", DeprecationWarning)  # which is the point
         old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
     with (
-        socket.create_connection(("127.0.0.1", stack.ports.tls_port), timeout=5) as raw,
+        socket.create_connection(("127.0.0.1", stack.edge_settings.tls_port), timeout=5) as raw,
         pytest.raises(ssl.SSLError),
         old.wrap_socket(raw, server_hostname="localhost"),
     ):
@@ -101,7 +102,7 @@ def test_only_tls_1_2_and_newer(edge: Deployment) -> None:
 def test_plain_http_on_the_tls_port_gets_json(edge: Deployment) -> None:
     stack = own_stack(edge)
     answer = send_raw(
-        stack.ports.tls_port, b"GET /users/newId HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        stack.edge_settings.tls_port, b"GET /users/newId HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     assert answer.status == 400 and answer.body == b'{"status":"ko","error":"Bad Request"}', answer
 
@@ -184,10 +185,10 @@ def test_behind_a_trusted_proxy_the_real_client_counts(
 
 
 def test_authsvc_reached_by_name_resolution_serves_api_and_gate(start_stack: StackFactory) -> None:
-    # AUTHSVC_RESOLVER (compose: Docker's DNS) makes nginx reach authsvc through a
+    # CANWATCH_EDGE_RESOLVER (compose: Docker's DNS) makes nginx reach authsvc through a
     # variable, looked up again as it expires; an address needs no lookup, the path is
     # the same.
-    stack = start_stack(why="AUTHSVC_RESOLVER", resolver="127.0.0.1")
+    stack = start_stack(why="CANWATCH_EDGE_RESOLVER", resolver="127.0.0.1")
     assert "proxy_pass http://$cw_authsvc_address;" in (stack.prefix / "nginx.conf").read_text()
     player = Player(stack.url)
     user, stream = player.new_user(), player.new_stream()
@@ -203,10 +204,9 @@ def test_tls_proxies_resolver_and_stdio_logs_render_a_config_nginx_accepts(tmp_p
     nginx = need_binary("nginx", "nginx")
     local = tls.local_tls(tmp_path / "tls")
     for n, identity in enumerate(("header", "jwt")):
-        config = nginxconf.EdgeConfig(
+        config = render.EdgeConfig(
             prefix=tmp_path / f"edge{n}",
             port=20_000,
-            api_port=19_999,
             origin_url="https://127.0.0.2:8443/live",
             identity=identity,  # type: ignore[arg-type]
             tls_port=20_443,
@@ -217,10 +217,8 @@ def test_tls_proxies_resolver_and_stdio_logs_render_a_config_nginx_accepts(tmp_p
             nginx_user="www-data",
             nginx_logs="stdio",
         )
-        nginxconf.render(config)
-        out = subprocess.run(
-            nginxconf.command(nginx, config.prefix, "-t", "-q"), capture_output=True, text=True
-        )
+        render.render(config)
+        out = subprocess.run(render.command(nginx, config.prefix, "-t", "-q"), capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         conf = (config.prefix / "realip.conf").read_text()
         assert "set_real_ip_from 10.0.0.0/8;" in conf and "2001:db8::/32 1;" in conf

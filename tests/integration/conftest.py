@@ -1,9 +1,10 @@
 """Integration fixtures: the lease tests run against every Redis topology.
 
-Tests of the modules in TOPOLOGY_MODULES that reach authsvc through ``authsvc`` or
-``start_authsvc`` (and do not break a Redis of their own) run three times: on one
-redis-server, on a 3+3 Redis Cluster and on a Sentinel set. Each topology starts once per
-session, when first needed.
+Tests marked ``every_topology`` (a module's ``pytestmark``, or one test's) that reach
+authsvc through ``authsvc`` or ``start_authsvc`` (and do not break a Redis of their own)
+run three times: on one redis-server, on a 3+3 Redis Cluster and on a Sentinel set; the
+last two runs carry the markers ``cluster`` and ``sentinel`` (``-m "not cluster"`` leaves
+them out). Each topology starts once per session, when first needed.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ import pytest
 from harness import RedisServer, Topology
 from topologies import ClusterTopology, SentinelTopology, started
 
-TOPOLOGY_MODULES = {"test_api", "test_race", "test_policies", "test_gate"}
-TOPOLOGIES = ["single", "cluster", "sentinel"]
+TOPOLOGIES = [
+    pytest.param("single"),
+    pytest.param("cluster", marks=pytest.mark.cluster),
+    pytest.param("sentinel", marks=pytest.mark.sentinel),
+]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "topology" not in metafunc.fixturenames or "topology" in getattr(metafunc.function, "pytestmark", ()):
         return
-    module = metafunc.module.__name__.rpartition(".")[2]
-    every = module in TOPOLOGY_MODULES and "own_redis" not in metafunc.fixturenames
+    marked = metafunc.definition.get_closest_marker("every_topology") is not None
+    every = marked and "own_redis" not in metafunc.fixturenames
     metafunc.parametrize("topology", TOPOLOGIES if every else ["single"], indirect=True, scope="session")
 
 

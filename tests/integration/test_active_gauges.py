@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
-from collections.abc import Callable
 
 import pytest
 import requests
@@ -21,15 +19,7 @@ from authsvc.stats import StatsKeys, bucket_ms, read_counts, slot_tags
 
 from harness import SECRET, Authsvc, Client, RedisServer, free_port, settings_env
 from topologies import ClusterTopology
-
-
-def until(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
+from until import until
 
 
 def test_every_slot_has_a_tag_and_a_users_counters_share_its_slot() -> None:

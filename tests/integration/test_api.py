@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import Authsvc, Client
+from harness import Authsvc, Client, past_the_refresh
+
+pytestmark = pytest.mark.every_topology
 
 
 def ko(r: requests.Response, status: int, error: str) -> dict[str, object]:
@@ -82,10 +85,12 @@ def test_deactivating_an_inactive_stream_succeeds(client: Client) -> None:
 
 def test_heartbeat_refreshes_a_live_lease(client: Client) -> None:
     user, stream = client.new_user(), client.new_stream()
-    client.activate(user, stream)
+    before = client.activate(user, stream).json()["expiresAt"]
+    past_the_refresh(client, user)
     r = client.heartbeat(user, stream)
-    assert r.status_code == 200
-    assert r.json()["status"] == "ok" and isinstance(r.json()["expiresAt"], int)
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+    assert r.json()["expiresAt"] > before
+    assert client.active(user).json()["streams"][0]["expiresAt"] == r.json()["expiresAt"]
 
 
 def test_heartbeat_without_a_lease_is_404(client: Client) -> None:

@@ -3,38 +3,16 @@ fails only its own slots, slots moving under load cost no request, scripts reloa
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-from redis.crc import key_slot
 
-from authsvc.ids import IdCodec
-
-from .test_race import AT_ONCE, activation, fire_at_once
-from harness import SECRET, Authsvc, Client, settings_env
+from failover import move_slot, reshard
+from harness import Authsvc, Client, settings_env
 from load import Load
+from races import TIMEOUT_MS, codec, exact_race, slot_of, users_by_primary, wait_for_requests
 from topologies import ClusterTopology
-
-TIMEOUT_MS = 250
-codec = IdCodec(SECRET)
-
-
-def slot_of(user: str) -> int:
-    return key_slot(user.encode())
-
-
-def users_by_primary(cluster: ClusterTopology, per_primary: int) -> dict[int, list[str]]:
-    """Issued user ids, ``per_primary`` on each primary."""
-    primaries = cluster.primaries()
-    found: dict[int, list[str]] = {p.port: [] for p in primaries}
-    while any(len(users) < per_primary for users in found.values()):
-        user = codec.issue("user")
-        port = next(p.port for p in primaries if p.owns(slot_of(user)))
-        if len(found[port]) < per_primary:
-            found[port].append(user)
-    return found
 
 
 @pytest.fixture
@@ -43,19 +21,6 @@ def cluster_authsvc(redis_cluster: ClusterTopology) -> Iterator[Authsvc]:
     service.start()
     yield service
     service.stop()
-
-
-def exact_race(service: Authsvc, user: str) -> int:
-    """40 activations of one user at once; how many were admitted (and agree with /active)."""
-    streams = [codec.issue("stream") for _ in range(AT_ONCE)]
-    replies = fire_at_once(service.port, [activation(user, s) for s in streams])
-    statuses = [status for status, _ in replies]
-    assert set(statuses) <= {200, 403}, statuses
-    client = Client(service.url)
-    active = {a["streamId"] for a in client.active(user).json()["streams"]}
-    client.close()
-    assert active == {s for s, status in zip(streams, statuses, strict=True) if status == 200}
-    return statuses.count(200)
 
 
 def test_forty_at_once_on_every_primary(redis_cluster: ClusterTopology, cluster_authsvc: Authsvc) -> None:
@@ -129,9 +94,9 @@ def test_resharding_under_load_fails_no_request(
     load.start()
     try:
         wait_for_requests(load, 300)
-        redis_cluster.reshard(source, target, 100)
+        reshard(redis_cluster, source, target, 100)
         for slot in sorted({slot_of(u) for u in moving if slot_of(u) >= low + 100}):
-            redis_cluster.move_slot(slot, target)
+            move_slot(redis_cluster, slot, target)
         wait_for_requests(load, len(load.outcomes) + 300)
     finally:
         load.stop()
@@ -172,10 +137,3 @@ def test_leases_end_and_start_while_their_slot_is_half_migrated(
             redis_cluster.node_command(port, "CLUSTER", "SETSLOT", slot, "STABLE")
     assert client.active(user).json()["streams"] == []
     client.close()
-
-
-def wait_for_requests(load: Load, count: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while len(load.outcomes) < count:
-        assert time.monotonic() < deadline, f"only {len(load.outcomes)} requests in {timeout} s"
-        threading.Event().wait(0.05)

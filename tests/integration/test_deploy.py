@@ -8,9 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from authsvc.settings import documented
-from authsvc.stack.nginxconf import GATE_KEY_ENV
-from authsvc.stack.settings import StackSettings
+from authsvc.settings import Settings, documented
+from canwatch_edge.render import LEASE_TOKEN_KEY_ENV
+from canwatch_edge.settings import EdgeSettings
+from canwatch_stack.settings import StackSettings
 
 from harness import ROOT, need_binary
 
@@ -70,13 +71,15 @@ def _words(text: str) -> list[str]:
 
 def test_compose_passes_only_known_settings_and_files_that_exist() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    known = {name for name, _, _ in documented(StackSettings)}
+    known = {row[0] for row in documented(Settings, EdgeSettings, StackSettings)} | {LEASE_TOKEN_KEY_ENV}
     services = compose["services"]
     assert {"redis", "authsvc", "nginx", "prometheus", "alertmanager"} <= set(services)
     for name, service in services.items():
         env = service.get("environment", {})
         for var in env:
-            assert not var.startswith("AUTHSVC_") or var in known, f"{name}: unknown setting {var}"
+            assert not var.startswith(("AUTHSVC_", "CANWATCH_")) or var in known, (
+                f"{name}: unknown setting {var}"
+            )
         for volume in service.get("volumes", []):
             source = str(volume).split(":")[0]
             if source.startswith("./"):
@@ -104,7 +107,7 @@ def test_compose_edge_settings_render_a_config_nginx_accepts(tmp_path: Path) -> 
             text = text.split(":-", 1)[1].rstrip("}") if ":-" in text else ""
         env[name] = text
     env["AUTHSVC_API_HOST"] = "127.0.0.1"
-    env["AUTHSVC_NGINX_USER"] = "www-data"  # Debian's; the image's `nginx` user is not here
+    env["CANWATCH_EDGE_USER"] = "www-data"  # Debian's; the image's `nginx` user is not here
     out = subprocess.run(
         [sys.executable, "-m", "authsvc", "edge-config", "--out", str(tmp_path / "edge")],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
@@ -140,23 +143,27 @@ def test_compose_runs_each_part_as_an_operator_would() -> None:
     assert target == "/data" and source in compose["volumes"]
     # nginx: workers not root, logs on stdio, authsvc's name re-resolved.
     edge_env = services["edge-config"]["environment"]
-    assert edge_env["AUTHSVC_NGINX_USER"] not in (None, "root", "0")
-    assert edge_env["AUTHSVC_NGINX_LOGS"] == "stdio"
-    assert edge_env["AUTHSVC_RESOLVER"] == "127.0.0.11"
+    assert edge_env["CANWATCH_EDGE_USER"] not in (None, "root", "0")
+    assert edge_env["CANWATCH_EDGE_LOGS"] == "stdio"
+    assert edge_env["CANWATCH_EDGE_RESOLVER"] == "127.0.0.11"
     nginx_cmd = services["nginx"]["command"]
     assert nginx_cmd[nginx_cmd.index("-e") + 1] == "stderr"
     assert "user" not in services["nginx"]  # the master binds as root, workers drop it
-    # Every edge can be given the lease tokens' key (AUTHSVC_GATE_TOKEN_S reaches the renderer).
+    # Every edge can be given the lease tokens' key (AUTHSVC_LEASE_TOKEN_S reaches the renderer).
     edges = [name for name, service in services.items() if str(service.get("image", "")).startswith("nginx:")]
     assert len(edges) == 3, edges
     for name in edges:
-        assert services[name]["environment"][GATE_KEY_ENV] == "${CANWATCH_GATE_KEY:-}", name
+        assert services[name]["environment"][LEASE_TOKEN_KEY_ENV] == "${CANWATCH_EDGE_LEASE_TOKEN_KEY:-}", (
+            name
+        )
     # Every setting can be passed: authsvc's to authsvc, and the edge's to the renderer.
-    service_settings = {name for name, _, _ in documented() if name.startswith("AUTHSVC_")}
+    service_settings = {row[0] for row in documented(Settings) if row[0].startswith("AUTHSVC_")}
     assert service_settings <= set(services["authsvc"]["environment"]), service_settings - set(
         services["authsvc"]["environment"]
     )
-    edge_settings = {name for name, _, _ in documented(StackSettings)} - {n for n, _, _ in documented()}
-    # Only the ports of parts compose does not run are left out (make run's own).
-    local_only = {"AUTHSVC_REDIS_PORT", "AUTHSVC_ORIGIN_PORT", "AUTHSVC_WORKERS"}
-    assert edge_settings - local_only <= set(edge_env), edge_settings - local_only - set(edge_env)
+    edge_settings = {row[0] for row in documented(EdgeSettings)}
+    assert edge_settings <= set(edge_env), edge_settings - set(edge_env)
+    # The local stack's settings are make run's alone.
+    assert not any(
+        var.startswith("CANWATCH_STACK_") for s in services.values() for var in s.get("environment", {})
+    )

@@ -18,8 +18,10 @@ import yaml
 
 from authsvc import redis_url
 from authsvc.settings import Settings, documented
-from authsvc.stack.procs import free_port, spawn, stop_process, wait_port
-from authsvc.stack.settings import StackSettings
+from canwatch_edge.render import LEASE_TOKEN_KEY_ENV
+from canwatch_edge.settings import EdgeSettings
+from canwatch_stack.procs import free_port, spawn, stop_process, wait_port
+from canwatch_stack.settings import StackSettings
 
 from harness import ROOT, need_binary
 
@@ -58,7 +60,7 @@ def authsvcs(services: dict[str, dict[str, Any]]) -> list[str]:
 def test_the_default_stack_is_unchanged_and_the_profiles_are_complete() -> None:
     unprofiled = {n for n, s in SERVICES.items() if not s.get("profiles")}
     assert unprofiled == {"redis", "authsvc", "edge-config", "nginx", "prometheus", "alertmanager"}
-    known = {name for name, _, _ in documented(StackSettings)}
+    known = {row[0] for row in documented(Settings, EdgeSettings, StackSettings)} | {LEASE_TOKEN_KEY_ENV}
     declared_volumes = set(COMPOSE.get("volumes", {}))
     host_ports: list[str] = []
     for name, service in SERVICES.items():
@@ -69,7 +71,9 @@ def test_the_default_stack_is_unchanged_and_the_profiles_are_complete() -> None:
             # An enabled service whose dependency is not enabled does not start.
             assert not theirs or theirs & own, f"{name} ({own}) depends on {dep} ({theirs})"
         for var in service.get("environment", {}):
-            assert not var.startswith("AUTHSVC_") or var in known, f"{name}: unknown setting {var}"
+            assert not var.startswith(("AUTHSVC_", "CANWATCH_")) or var in known, (
+                f"{name}: unknown setting {var}"
+            )
         for volume in service.get("volumes", []):
             source = str(volume).split(":")[0]
             assert source.startswith("./") or source in declared_volumes, f"{name}: volume {source}"
@@ -113,10 +117,10 @@ def test_each_profile_has_the_shape_of_make_run(shape: str) -> None:
     # The edge of the profile spreads over exactly its replicas, and its nginx serves the
     # configuration that edge-config wrote, on the port it renders.
     edge = env_of(services[f"edge-config-{shape}"])
-    assert edge["AUTHSVC_API_UPSTREAMS"].split(",") == [f"{n}:9005" for n in replicas]
+    assert edge["CANWATCH_EDGE_AUTHSVC"].split(",") == [f"{n}:9005" for n in replicas]
     nginx = services[f"nginx-{shape}"]
     assert [str(v) for v in nginx["volumes"]] == [str(v) for v in services[f"edge-config-{shape}"]["volumes"]]
-    assert nginx["ports"] == [f"{edge['AUTHSVC_PORT']}:{edge['AUTHSVC_PORT']}"]
+    assert nginx["ports"] == [f"{edge['CANWATCH_EDGE_PORT']}:{edge['CANWATCH_EDGE_PORT']}"]
     assert set(replicas) <= set(depends(nginx))
 
 
@@ -182,15 +186,14 @@ def test_the_redis_configuration_runs_on_the_real_redis_server(tmp_path: Path) -
 
 @pytest.mark.parametrize("service", ["edge-config", "edge-config-cluster", "edge-config-sentinel"])
 def test_every_edge_renders_a_config_nginx_accepts(tmp_path: Path, service: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHSVC_", "CANWATCH_"))}
     env.update(env_of(SERVICES[service]))
     # The compose network's names do not resolve here, and nginx -t resolves upstreams;
     # nor does the image's nginx user exist on this machine.
-    env["AUTHSVC_API_HOST"] = "127.0.0.1"
-    env.pop("AUTHSVC_NGINX_USER", None)
-    env.pop("AUTHSVC_RESOLVER", None)
-    if "AUTHSVC_API_UPSTREAMS" in env:
-        env["AUTHSVC_API_UPSTREAMS"] = re.sub(r"[A-Za-z0-9.-]+:", "127.0.0.1:", env["AUTHSVC_API_UPSTREAMS"])
+    env.pop("CANWATCH_EDGE_USER", None)
+    env.pop("CANWATCH_EDGE_RESOLVER", None)
+    if "CANWATCH_EDGE_AUTHSVC" in env:
+        env["CANWATCH_EDGE_AUTHSVC"] = re.sub(r"[A-Za-z0-9.-]+:", "127.0.0.1:", env["CANWATCH_EDGE_AUTHSVC"])
     prefix = tmp_path / "edge"
     out = subprocess.run(
         [sys.executable, "-m", "authsvc", "edge-config", "--out", str(prefix)],
@@ -204,7 +207,7 @@ def test_every_edge_renders_a_config_nginx_accepts(tmp_path: Path, service: str)
     )  # fmt: skip
     assert check.returncode == 0, check.stderr
     text = (prefix / "nginx.conf").read_text()
-    assert f"listen 0.0.0.0:{env['AUTHSVC_PORT']};" in text
+    assert f"listen 0.0.0.0:{env['CANWATCH_EDGE_PORT']};" in text
     block = text.split("upstream canwatch_authsvc {", 1)[1].split("}", 1)[0]
     servers = [line for line in block.splitlines() if line.strip().startswith("server ")]
-    assert len(servers) == len(env.get("AUTHSVC_API_UPSTREAMS", "x").split(","))
+    assert len(servers) == len(env.get("CANWATCH_EDGE_AUTHSVC", "x").split(","))

@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .test_cluster import TIMEOUT_MS, codec, exact_race, slot_of, wait_for_requests
-from .test_wait import wait_short
+from failover import wait_cluster_failover, wait_sentinel_failover
 from harness import Authsvc, Client, settings_env
 from load import Load
+from races import TIMEOUT_MS, codec, exact_race, slot_of, wait_for_requests, wait_short
 from topologies import ClusterTopology, SentinelTopology, started
 
 USERS = 200
@@ -108,7 +108,7 @@ def test_a_cluster_primary_killed_under_load(tmp_path: Path) -> None:
         load, killed_at, promoted_after = run_failover(
             service,
             lambda: cluster.kill(victim.port),
-            lambda: promoted.append(cluster.wait_failover(victim.port)),
+            lambda: promoted.append(wait_cluster_failover(cluster, victim.port)),
             users,
         )
         check(load, killed_at, promoted_after, affected, "cluster")
@@ -142,7 +142,7 @@ def test_with_wait_a_cluster_primary_killed_under_load_loses_no_lease(tmp_path: 
             short_at_kill.append(wait_short(service))
 
         load, killed_at, promoted_after = run_failover(
-            service, kill, lambda: cluster.wait_failover(victim.port), users
+            service, kill, lambda: wait_cluster_failover(cluster, victim.port), users
         )
         lost = check(load, killed_at, promoted_after, affected, "cluster, WAIT 1")
         print(f"short WAITs before the kill: {short_at_kill[0]:.0f}")
@@ -162,7 +162,7 @@ def test_the_sentinel_primary_killed_under_load(tmp_path: Path) -> None:
         primary = sentinel.primary_port()
         users = [codec.issue("user") for _ in range(USERS)]
         load, killed_at, promoted_after = run_failover(
-            service, lambda: sentinel.kill(primary), lambda: sentinel.wait_failover(primary), users
+            service, lambda: sentinel.kill(primary), lambda: wait_sentinel_failover(sentinel, primary), users
         )
         check(load, killed_at, promoted_after, set(users), "sentinel")
         assert exact_race(service, codec.issue("user")) == 3

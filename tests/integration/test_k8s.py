@@ -21,8 +21,8 @@ import yaml
 from authsvc.redis_url import parse as parse_redis_url
 from authsvc.routes import ROUTES
 from authsvc.settings import Settings, documented
-from authsvc.stack import k8s, nginxconf
-from authsvc.stack.settings import StackSettings
+from canwatch_edge import k8s, render
+from canwatch_edge.settings import EdgeSettings
 
 from harness import ROOT, need_binary
 
@@ -217,14 +217,14 @@ def test_the_edge_reaches_authsvc_through_its_service(base: list[Obj]) -> None:
     settings = _rendered_settings(one(base, "ConfigMap", "edge-config"))
     service = one(base, "Service", "authsvc")
     (port,) = service["spec"]["ports"]
-    assert StackSettings.from_env(settings).upstreams == (f"{service['metadata']['name']}:{port['port']}",)
+    assert EdgeSettings.from_env(settings).authsvc == (f"{service['metadata']['name']}:{port['port']}",)
     edge = one(base, "Deployment", "edge")
     (container,) = _containers(edge)
     (edge_port,) = container["ports"]
-    assert edge_port["containerPort"] == StackSettings.from_env(settings).port
+    assert edge_port["containerPort"] == EdgeSettings.from_env(settings).port
     # The identity mode, fail-open and lease tokens shape both the edge and authsvc.
     authsvc_env = _env(one(base, "Deployment", "authsvc"), base)
-    for name in ("AUTHSVC_IDENTITY", "AUTHSVC_FAIL_OPEN", "AUTHSVC_GATE_TOKEN_S"):
+    for name in ("AUTHSVC_IDENTITY", "AUTHSVC_FAIL_OPEN", "AUTHSVC_LEASE_TOKEN_S"):
         assert settings.get(name) == authsvc_env.get(name), name
 
 
@@ -351,7 +351,7 @@ def test_only_the_edge_and_prometheus_reach_authsvc(base: list[Obj]) -> None:
 
 def test_every_setting_named_is_a_real_one(base: list[Obj]) -> None:
     # ... and the one variable nginx reads itself, the lease tokens' key.
-    known = {name for name, _, _ in documented(StackSettings)} | {nginxconf.GATE_KEY_ENV}
+    known = {row[0] for row in documented(Settings, EdgeSettings)} | {render.LEASE_TOKEN_KEY_ENV}
     named = set(_rendered_settings(one(base, "ConfigMap", "edge-config")))
     for deployment in (o for o in base if o["kind"] == "Deployment"):
         named |= set(_env(deployment, base))
@@ -377,7 +377,11 @@ def test_secrets_come_from_a_secret_the_operator_creates(base: list[Obj]) -> Non
     # The edge's lease-token key: from the same Secret, made by the command the README gives.
     (nginx,) = _containers(one(base, "Deployment", "edge"))
     edge_refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in nginx["env"] if "valueFrom" in e}
-    assert edge_refs[nginxconf.GATE_KEY_ENV] == {"name": "canwatch", "key": "gate-key", "optional": True}
+    assert edge_refs[render.LEASE_TOKEN_KEY_ENV] == {
+        "name": "canwatch",
+        "key": "lease-token-key",
+        "optional": True,
+    }
     readme = (ROOT / "README.md").read_text()
     assert "kubectl create secret generic canwatch" in readme
     assert '--from-literal=gate-key="$(AUTHSVC_SECRET="$secret" .venv/bin/authsvc gate-key)"' in readme

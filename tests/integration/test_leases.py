@@ -14,7 +14,7 @@ from authsvc.leases import Leases, Outcome, StoreUnavailable
 from authsvc.redis_client import auto_pipeline
 from authsvc.redis_client import connect as redis_client
 from authsvc.settings import Settings
-from authsvc.stack.procs import free_port
+from canwatch_stack.procs import free_port
 
 from harness import RedisServer
 

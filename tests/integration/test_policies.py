@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import AuthsvcFactory, Client, Topology
+from until import until
+
+pytestmark = pytest.mark.every_topology
 
 
 def metric(client: Client, name: str, **labels: str) -> float:
@@ -18,17 +21,6 @@ def metric(client: Client, name: str, **labels: str) -> float:
         for s in f.samples
         if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
     )
-
-
-def until(check: Callable[[], bool], timeout: float = 30.0) -> bool:
-    """Poll ``check`` until it holds or ``timeout`` passes (a bound for a loaded machine,
-    not a speed claim); its last answer."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_expired_leases_free_their_slot(start_authsvc: AuthsvcFactory) -> None:

@@ -7,63 +7,14 @@ once (the "last-byte sync" technique). A sequential client could never show a ra
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
-
 import pytest
 
-from harness import HOST, Authsvc, AuthsvcFactory, Client
+from harness import Authsvc, AuthsvcFactory, Client
+from races import AT_ONCE, activation, fire_at_once
+
+pytestmark = pytest.mark.every_topology
 
 TRIALS = 20
-AT_ONCE = 40
-
-
-def fire_at_once(port: int, requests_: list[bytes]) -> list[tuple[int, dict[str, object]]]:
-    """Send every request at the same instant on its own connection; (status, body) each."""
-    socks = [socket.create_connection((HOST, port), timeout=10) for _ in requests_]
-    try:
-        for s, raw in zip(socks, requests_, strict=True):
-            s.sendall(raw[:-1])
-        barrier = threading.Barrier(len(socks))
-        replies: list[tuple[int, dict[str, object]]] = [(0, {})] * len(socks)
-
-        def last_byte(i: int) -> None:
-            barrier.wait()
-            socks[i].sendall(requests_[i][-1:])
-            data = b""
-            while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < content_length(data):
-                chunk = socks[i].recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            head, _, body = data.partition(b"\r\n\r\n")
-            replies[i] = (int(head.split(b" ", 2)[1]), json.loads(body))
-
-        threads = [threading.Thread(target=last_byte, args=(i,)) for i in range(len(socks))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(15)
-        return replies
-    finally:
-        for s in socks:
-            s.close()
-
-
-def content_length(data: bytes) -> int:
-    for line in data.partition(b"\r\n\r\n")[0].split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 0
-
-
-def activation(user: str, stream: str) -> bytes:
-    return (
-        f"PATCH /streams/{stream}/activate HTTP/1.1\r\nHost: {HOST}\r\nx-userid: {user}\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
 
 
 def race(service: Authsvc, trials: int) -> list[int]:

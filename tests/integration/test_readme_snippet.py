@@ -9,8 +9,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from authsvc.stack import nginxconf
-from authsvc.stack.procs import free_port
+from canwatch_edge import render
+from canwatch_stack.procs import free_port
 
 from harness import ROOT, need_binary
 
@@ -39,8 +39,8 @@ def test_the_readme_snippet_is_a_configuration_nginx_accepts(tmp_path: Path) -> 
     # gate.js as `authsvc edge-config` renders it, where the snippet's js_path says.
     js_dir = tmp_path / "canwatch"
     js_dir.mkdir()
-    template = (Path(nginxconf.__file__).parent / "nginx" / "gate.js").read_text()
-    (js_dir / "gate.js").write_text(nginxconf.substitute(template, {"gate_token_s": "30"}))
+    template = (Path(render.__file__).parent / "nginx" / "gate.js").read_text()
+    (js_dir / "gate.js").write_text(render.substitute(template, {"lease_token_s": "30"}))
     assert "js_path /etc/nginx/canwatch/;" in parts["http"]
     http = parts["http"].replace("js_path /etc/nginx/canwatch/;", f"js_path {js_dir}/;")
     assert "server 10.0.0.5:9005;" in http  # a placeholder nginx resolves as it is

@@ -6,21 +6,11 @@ from __future__ import annotations
 import signal
 import socket
 import threading
-import time
-from collections.abc import Callable
 
 import requests
 
 from harness import HOST, Authsvc, Client, RedisServer, settings_env
-
-
-def until(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
+from until import until
 
 
 def refuses_connections(port: int) -> bool:

@@ -19,17 +19,16 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 
 from authsvc.cluster import ClusterPipeline
-from authsvc.stack.procs import StackError
-from authsvc.stack.replicated import PrimaryReplica
 from authsvc.store import AutoPipeline
+from canwatch_stack.procs import StackError
 
-from .test_cluster import users_by_primary
 from harness import Authsvc, Client, need_binary, settings_env
+from races import users_by_primary, wait_short
+from replicated import PrimaryReplica
 from topologies import ClusterTopology
 
 
@@ -52,16 +51,6 @@ def started(pair: PrimaryReplica, **overrides: str | int) -> tuple[Authsvc, str]
     service = Authsvc(env)
     service.start()
     return service, env["AUTHSVC_KEY_PREFIX"]
-
-
-def wait_short(service: Authsvc) -> float:
-    text = requests.get(f"{service.url}/metrics", timeout=5).text
-    return sum(
-        s.value
-        for f in text_string_to_metric_families(text)
-        for s in f.samples
-        if s.name == "authsvc_redis_wait_short_total"
-    )
 
 
 def on_replica(pair: PrimaryReplica, prefix: str, user: str, stream: str) -> bool:

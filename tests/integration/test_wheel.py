@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from authsvc.stack.procs import free_port, stop_process, wait_http
+from canwatch_stack.procs import free_port, stop_process, wait_http
 
 from harness import ROOT, SECRET, RedisServer, need_binary
 

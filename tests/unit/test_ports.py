@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from authsvc.stack import procs
+from canwatch_stack import procs
 
 
 def ephemeral() -> range:

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from authsvc.settings import Settings, SettingsError, documented
-from authsvc.stack.settings import StackSettings
+from authsvc.settings import RENAMED, Settings, SettingsError, documented
+from canwatch_edge.settings import EdgeSettings
+from canwatch_stack.settings import StackSettings
 
 
 def test_defaults() -> None:
@@ -74,13 +75,29 @@ def test_inconsistent_jwt_settings_stop_start_up(env: dict[str, str]) -> None:
         Settings.from_env(env)
 
 
-def test_stack_settings_and_documentation() -> None:
-    assert StackSettings.from_env({"AUTHSVC_PORT": "9100"}).port == 9100
-    with pytest.raises(SettingsError, match="AUTHSVC_PORT"):
-        StackSettings.from_env({"AUTHSVC_PORT": "70000"})
-    names = [name for name, _, _ in documented(StackSettings)]
-    assert "AUTHSVC_MAX_STREAMS" in names and "AUTHSVC_PORT" in names
+def test_each_part_reads_its_own_prefix_and_the_documentation_names_it() -> None:
+    assert EdgeSettings.from_env({"CANWATCH_EDGE_PORT": "9100"}).port == 9100
+    with pytest.raises(SettingsError, match="CANWATCH_EDGE_PORT"):
+        EdgeSettings.from_env({"CANWATCH_EDGE_PORT": "70000"})
+    assert StackSettings.from_env({"CANWATCH_STACK_REDIS_PORT": "6400"}).redis_port == 6400
+    rows = documented(Settings, EdgeSettings, StackSettings)
+    names = [name for name, _, _, _ in rows]
     assert len(names) == len(set(names))
+    prefixes = {
+        "authsvc": ("AUTHSVC_", "PROMETHEUS_"),
+        "edge": ("CANWATCH_EDGE_",),
+        "stack": ("CANWATCH_STACK_",),
+    }
+    for name, _, reader, _ in rows:
+        assert name.startswith(prefixes[reader]), (name, reader)
+    assert {reader for _, _, reader, _ in rows} == set(prefixes)
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(RENAMED.items()))
+def test_an_old_name_still_set_stops_start_up_naming_its_successor(old: str, new: str) -> None:
+    for read in (Settings.from_env, EdgeSettings.from_env, StackSettings.from_env):
+        with pytest.raises(SettingsError, match=f"{old} was renamed {new}"):
+            read({old: "1"})
 
 
 @pytest.mark.parametrize(
@@ -114,28 +131,29 @@ def test_a_public_key_that_cannot_verify_stops_start_up() -> None:
 def test_unknown_variables_are_found() -> None:
     from authsvc.settings import unknown_variables
 
-    env = {"AUTHSVC_MAX_STREAM": "4", "AUTHSVC_MAX_STREAMS": "4", "AUTHSVC_PORT": "1", "PATH": "/bin"}
-    assert unknown_variables(env, StackSettings) == ["AUTHSVC_MAX_STREAM"]
-    assert unknown_variables(env) == ["AUTHSVC_MAX_STREAM", "AUTHSVC_PORT"]
+    env = {"AUTHSVC_MAX_STREAM": "4", "AUTHSVC_MAX_STREAMS": "4", "CANWATCH_EDGE_PORTS": "1", "PATH": "/bin"}
+    assert unknown_variables(Settings, env) == ["AUTHSVC_MAX_STREAM"]
+    assert unknown_variables(EdgeSettings, env) == ["CANWATCH_EDGE_PORTS"]
+    assert unknown_variables(StackSettings, env) == []
 
 
 def test_a_lease_token_may_live_at_most_half_the_lease() -> None:
     base = {"AUTHSVC_SECRET": "s" * 32, "AUTHSVC_LEASE_TTL_S": "60"}
-    assert Settings.from_env({**base, "AUTHSVC_GATE_TOKEN_S": "30"}).gate_token_s == 30
-    with pytest.raises(SettingsError, match=r"AUTHSVC_GATE_TOKEN_S.*AUTHSVC_LEASE_TTL_S"):
-        Settings.from_env({**base, "AUTHSVC_GATE_TOKEN_S": "31"})
+    assert Settings.from_env({**base, "AUTHSVC_LEASE_TOKEN_S": "30"}).lease_token_s == 30
+    with pytest.raises(SettingsError, match=r"AUTHSVC_LEASE_TOKEN_S.*AUTHSVC_LEASE_TTL_S"):
+        Settings.from_env({**base, "AUTHSVC_LEASE_TOKEN_S": "31"})
     # Leases that never expire need no refresh: any token lifetime goes.
-    assert Settings.from_env({**base, "AUTHSVC_LEASE_TTL_S": "0", "AUTHSVC_GATE_TOKEN_S": "600"})
+    assert Settings.from_env({**base, "AUTHSVC_LEASE_TTL_S": "0", "AUTHSVC_LEASE_TOKEN_S": "600"})
     with pytest.raises(SettingsError, match="AUTHSVC_SECRET"):
-        Settings.from_env({"AUTHSVC_GATE_TOKEN_S": "10"})
+        Settings.from_env({"AUTHSVC_LEASE_TOKEN_S": "10"})
 
 
 def test_lease_tokens_and_the_micro_cache_are_not_on_together(tmp_path: Path) -> None:
-    from authsvc.stack.nginxconf import EdgeConfig
+    from canwatch_edge.render import EdgeConfig
 
-    settings = Settings.from_env({"AUTHSVC_SECRET": "s" * 32, "AUTHSVC_GATE_TOKEN_S": "10"})
-    with pytest.raises(SettingsError, match="AUTHSVC_GATE_TOKEN_S and AUTHSVC_GATE_CACHE_S"):
-        EdgeConfig.from_settings(settings, StackSettings(gate_cache_s=1, tls_port=0), tmp_path, None)
+    settings = Settings.from_env({"AUTHSVC_SECRET": "s" * 32, "AUTHSVC_LEASE_TOKEN_S": "10"})
+    with pytest.raises(SettingsError, match="AUTHSVC_LEASE_TOKEN_S and CANWATCH_EDGE_GATE_CACHE_S"):
+        EdgeConfig.from_settings(settings, EdgeSettings(gate_cache_s=1, tls_port=0), tmp_path, None)
 
 
 def test_wait_for_replicas_must_end_before_the_redis_timeout() -> None:

@@ -1,0 +1,397 @@
+"""Rendering the nginx edge from the templates in ``nginx/`` at the top of the repository
+(shipped in the wheel as the package data ``canwatch_edge.nginx``), and the demo origin's files.
+
+The templates are real nginx configuration with ``{{name}}`` placeholders for ports,
+paths and switches. Switches that change whole blocks pick one of two files (for
+example ``identity-header.conf`` or ``identity-jwt.conf``), copied beside the result
+under the name the main file includes (``identity.conf``), so every rendered file is
+plain nginx configuration that a platform can read and copy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from authsvc.ids import WELL_FORMED
+from authsvc.settings import IdentityMode, Settings, SettingsError
+
+from . import demo
+from .settings import EdgeSettings
+
+
+def _templates() -> Traversable:
+    """The templates: package data in a wheel; in a source tree (an editable install too)
+    the repository's own ``nginx/``, which setuptools maps only when it builds a wheel."""
+    try:
+        return resources.files("canwatch_edge.nginx")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "nginx"
+
+
+TEMPLATES = _templates()
+MAIN = "canwatch.conf"
+PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+# Files copied as they are (after substitution), whatever the switches.
+COMMON = (
+    "authsvc-proxy.conf",
+    "origin-proxy.conf",
+    "cors.conf",
+    "cors-preflight.conf",
+    "errors.conf",
+    "ungated.conf",
+    "follow-cookie.conf",
+    "player.conf",
+    "hygiene.conf",
+    "realip.conf",
+    "gate-checks.conf",
+    "api-proxy.conf",
+    "lease-token-http.conf",
+    "lease-token-server.conf",
+    "lease-token-gate.conf",
+    "gate.js",
+)
+# Debian's libnginx-mod-http-js: njs, for the lease tokens' check inside nginx.
+JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
+# How nginx gets the lease tokens' key (never the secret itself): in its environment.
+LEASE_TOKEN_KEY_ENV = "CANWATCH_EDGE_LEASE_TOKEN_KEY"
+PLAYER = resources.files(__package__).joinpath("player")  # the page's static files
+
+# Names a query (or path) must not carry toward the origin, per identity mode, and
+# what the access log withholds in any mode.
+IDENTITY_NAMES = {"header": ("userid",), "jwt": ("token",)}
+
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's; ca-certificates installs it
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """Everything the nginx edge is rendered from."""
+
+    prefix: Path  # nginx's own directory: config, pid, logs, temp files, cache
+    port: int
+    origin_url: str  # scheme://host[:port][/path] the gate proxies to
+    demo_root: Path | None = None  # serve the demo origin from here on origin_port
+    origin_port: int = 9006
+    host: str = "127.0.0.1"
+    # host:port of every authsvc replica.
+    api_upstreams: tuple[str, ...] = ("127.0.0.1:9005",)
+    identity: IdentityMode = "header"
+    gate_cache_s: float = 0.0
+    fail_open: bool = False
+    expose_internal: bool = False
+    api_rate: int = 200
+    cors_origins: str = "*"
+    worker_processes: int = 0  # 0 = one per core
+    ungated: bool = False  # the benchmark's baseline location /open/
+    tls_port: int = 0  # 0 = no TLS
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    trusted_proxies: str = ""  # comma-separated CIDRs
+    resolver: str | None = None  # re-resolve authsvc's name with these DNS servers
+    nginx_user: str | None = None
+    nginx_logs: str = "files"  # or "stdio"
+    lease_token_s: float = 0.0  # lease tokens checked by nginx (njs); 0 = every fetch asks authsvc
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        edge: EdgeSettings,
+        prefix: Path,
+        demo_root: Path | None,
+        tls: tuple[str, str] | None = None,
+        demo_port: int = 9006,
+    ) -> EdgeConfig:
+        """The edge for these settings; the demo origin is served from ``demo_root`` on
+        ``demo_port`` when no origin URL is set. ``tls`` is the (certificate, key) to use
+        when CANWATCH_EDGE_TLS_CERT/KEY are not set."""
+        demo = edge.origin_url is None
+        cert, key = (edge.tls_cert, edge.tls_key) if edge.tls_cert else (tls or (None, None))
+        if edge.tls_port and cert is None:
+            raise SettingsError(
+                "CANWATCH_EDGE_TLS_PORT needs a certificate: "
+                "set CANWATCH_EDGE_TLS_CERT and CANWATCH_EDGE_TLS_KEY"
+            )
+        if settings.lease_token_s and edge.gate_cache_s:
+            # Both would answer for authsvc: one way at a time keeps the revocation bound
+            # one number.
+            raise SettingsError("AUTHSVC_LEASE_TOKEN_S and CANWATCH_EDGE_GATE_CACHE_S cannot both be on")
+        return cls(
+            prefix=prefix,
+            port=edge.port,
+            origin_url=edge.origin_url or f"http://127.0.0.1:{demo_port}",
+            demo_root=demo_root if demo else None,
+            origin_port=demo_port,
+            host=edge.host,
+            api_upstreams=edge.authsvc,
+            identity=settings.identity,
+            gate_cache_s=edge.gate_cache_s,
+            fail_open=settings.fail_open,
+            expose_internal=edge.expose_internal,
+            api_rate=edge.api_rate,
+            cors_origins=edge.cors_origins,
+            worker_processes=edge.workers,
+            tls_port=edge.tls_port,
+            tls_cert=cert,
+            tls_key=key,
+            trusted_proxies=edge.trusted_proxies,
+            resolver=edge.resolver,
+            nginx_user=edge.user,
+            nginx_logs=edge.logs,
+            lease_token_s=settings.lease_token_s,
+        )
+
+
+def _origin(url: str) -> tuple[str, str, str, str]:
+    """(scheme, host:port for the upstream, Host header, path prefix) of the origin URL."""
+    parts = urlsplit(url)
+    bad = SettingsError(f"CANWATCH_EDGE_ORIGIN_URL: must be http(s)://host[:port][/path] (got {url[:60]!r})")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise bad
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise bad from None
+    host = parts.hostname
+    path = parts.path.rstrip("/")
+    # Rendered into nginx directives: no quotes, spaces, semicolons or braces.
+    if not re.fullmatch(r"[A-Za-z0-9.-]+", host) or not re.fullmatch(r"[A-Za-z0-9._~/-]*", path):
+        raise bad
+    default_port = port == (443 if parts.scheme == "https" else 80)
+    host_header = host if default_port else f"{host}:{port}"
+    return parts.scheme, f"{host}:{port}", host_header, path
+
+
+def _origin_tls(scheme: str) -> str:
+    if scheme != "https":
+        return "# (the origin is plain HTTP: no certificate to verify)"
+    # nginx does not verify an upstream's certificate unless told to.
+    return (
+        "# Verify the origin's certificate against the system's CAs (nginx does not by default).\n"
+        f"proxy_ssl_verify on;\nproxy_ssl_verify_depth 4;\nproxy_ssl_trusted_certificate {CA_BUNDLE};"
+    )
+
+
+def _api_servers(config: EdgeConfig) -> str:
+    """The ``server`` lines of the authsvc upstream, one per replica."""
+    upstreams = config.api_upstreams
+    # max_fails=1 fail_timeout=2s: a replica that refused a connection is left out for
+    # 2 s, then tried again by one request (a restarted replica is back that soon).
+    return "\n".join(f"        server {u} max_fails=1 fail_timeout=2s;" for u in upstreams)
+
+
+def _cors_maps(origins: str) -> tuple[str, str]:
+    """Entries of the $cw_cors_origin and $cw_cors_credentials maps."""
+    pad = " " * 8
+    if origins == "*":
+        # Any page, but never with credentials: "*" and cookies do not go together.
+        return f'{pad}default "*";', ""
+    entries = [f'{pad}default "";'] + [f'{pad}"{o}" $http_origin;' for o in origins.split(",")]
+    return "\n".join(entries), f'{pad}"~." true;'
+
+
+def spelled(word: str) -> str:
+    """A case-insensitive regex for ``word`` with any letter percent-encoded, as a query
+    can carry it (nginx does not decode the query string)."""
+    return "".join(f"(?:{c}|%{ord(c):02x})" for c in word)
+
+
+def identity_like(names: tuple[str, ...], jwt_shaped: bool) -> str:
+    """The regex (for ``~*``) of what must not reach the origin: ``name=`` for each
+    identity parameter name, and with ``jwt_shaped`` the start of any JWT (``eyJ``, a JSON
+    object's ``{"`` in base64url), case-sensitive."""
+    parts = [spelled(name) + "(?:=|%3d)" for name in names]
+    if jwt_shaped:
+        parts.append("(?-i:(?:e|%65)(?:y|%79)(?:J|%4[aA]))")
+    return "(?:" + "|".join(parts) + ")"
+
+
+def tls_hosts(host: str) -> tuple[str, ...]:
+    """The names a local certificate is made for: loopback, and the listen address when
+    it is a particular one."""
+    hosts = ("localhost", "127.0.0.1", "::1")
+    return hosts if host in ("0.0.0.0", "", *hosts) else (*hosts, host)
+
+
+def _resolver(config: EdgeConfig) -> tuple[str, str]:
+    """(http-level lines, proxy_pass target) for reaching authsvc."""
+    if config.resolver is None:
+        return "", "http://canwatch_authsvc"
+    lines = (
+        "    # CANWATCH_EDGE_RESOLVER: authsvc's name is looked up again every 10 s, so a recreated\n"
+        "    # container is found. The price: proxy_pass through a variable bypasses the\n"
+        "    # upstream block, so no keepalive pool (a TCP handshake per decision).\n"
+        f"    resolver {config.resolver} valid=10s ipv6=off;\n"
+        "    resolver_timeout 2s;\n"
+        "    map $host $cw_authsvc_address {\n"
+        f'        default "{config.api_upstreams[0]}";\n'
+        "    }"
+    )
+    return lines, "http://$cw_authsvc_address"
+
+
+def _lease_token_values(config: EdgeConfig) -> dict[str, str]:
+    subject = _lease_subject(config.identity == "jwt")
+    if not config.lease_token_s:
+        off = "# (lease tokens off: AUTHSVC_LEASE_TOKEN_S=0)"
+        return {
+            "lease_token_main": off,
+            "lease_token_http": "",
+            "lease_token_server": "",
+            "lease_token_gate": "",
+            "lease_token_s": "0",
+            **subject,
+        }
+    return {
+        "lease_token_main": f"load_module {JS_MODULE};\nenv {LEASE_TOKEN_KEY_ENV};",
+        "lease_token_http": "    include lease-token-http.conf;",
+        "lease_token_server": "        include lease-token-server.conf;",
+        "lease_token_gate": "            include lease-token-gate.conf;",
+        "lease_token_s": str(max(1, math.ceil(config.lease_token_s))),
+        **subject,
+    }
+
+
+def _lease_subject(jwt: bool) -> dict[str, str]:
+    """Who the log names on a fetch a lease token served (authsvc, which names the user on
+    every other gated fetch, is not asked): in header mode the identity the token is bound
+    to (from the header, the query or the cookie); in jwt mode the JWT's verified subject,
+    which a jwt-mode token ends in (authsvc/leasetoken.py)."""
+    if not jwt:
+        return {
+            "lease_token_user": "    set $cw_gate_user $cw_gate_identity;  # the identity the token binds",
+            "lease_subject_re": "",
+            "lease_subject_claim": "",
+        }
+    return {
+        "lease_token_user": "    set $cw_gate_user $cw_lease_subject;  # jwt mode: the token's subject",
+        "lease_subject_re": rf"\.(?<cw_lease_subject>{WELL_FORMED.pattern})",
+        "lease_subject_claim": r"$cw_lease_subject\n",
+    }
+
+
+def _values(config: EdgeConfig) -> dict[str, str]:
+    scheme, server, host_header, path = _origin(config.origin_url)
+    origin_map, credentials_map = _cors_maps(config.cors_origins)
+    resolver, authsvc_pass = _resolver(config)
+    networks = [n for n in config.trusted_proxies.split(",") if n]
+    if config.nginx_user:
+        user_line = f"user {config.nginx_user};"
+    elif os.geteuid() == 0:
+        # Started as root, nginx would switch its workers to `nobody`, which cannot read
+        # files under a private directory (a pytest tmp dir) nor write this prefix.
+        user_line = "# Workers keep the user who started the stack (see canwatch_edge/render.py).\nuser root;"
+    else:
+        user_line = "# Started unprivileged: workers run as this user, no `user` directive applies."
+    cache_on = config.gate_cache_s > 0
+    stdio = config.nginx_logs == "stdio"
+    return {
+        "prefix": str(config.prefix),
+        "user_line": user_line,
+        "worker_processes": str(config.worker_processes or "auto"),
+        "host": config.host,
+        "port": str(config.port),
+        "api_servers": _api_servers(config),
+        "origin_port": str(config.origin_port),
+        "origin_root": str(config.demo_root or ""),
+        "origin_scheme": scheme,
+        "origin_server": server,
+        "origin_host": host_header,
+        "origin_host_name": host_header.split(":")[0],
+        "origin_path": path,
+        "origin_tls": _origin_tls(scheme),
+        "api_rate": str(config.api_rate),
+        "api_burst": str(config.api_rate),
+        "cors_origin_map": origin_map,
+        "cors_credentials_map": credentials_map,
+        "gate_cache_zone": "canwatch_gate" if cache_on else "off",
+        # nginx keeps cache validity in whole seconds.
+        "gate_cache_ttl": f"{max(1, math.ceil(config.gate_cache_s))}s",
+        "gate_unreachable": "@gate_fail_open" if config.fail_open else "/_errors/gate-unreachable",
+        "identity": config.identity,
+        "ungated_include": "        include ungated.conf;" if config.ungated else "",
+        **_lease_token_values(config),
+        "tls_include": "        include tls.conf;" if config.tls_port else "",
+        "tls_port": str(config.tls_port),
+        "tls_cert": config.tls_cert or "",
+        "tls_key": config.tls_key or "",
+        "set_real_ip_from": "\n".join(f"set_real_ip_from {n};" for n in networks)
+        or "# (CANWATCH_EDGE_TRUSTED_PROXIES is empty: every client's own address is used)",
+        "trusted_geo": "\n".join(f"    {n} 1;" for n in networks),
+        "resolver": resolver,
+        "authsvc_pass": authsvc_pass,
+        "error_log": "stderr" if stdio else f"{config.prefix}/error.log",
+        "access_log": "/dev/stdout" if stdio else f"{config.prefix}/access.log",
+        "identity_like": identity_like(IDENTITY_NAMES[config.identity], config.identity == "jwt"),
+        "any_identity_like": identity_like(("userid", "token"), jwt_shaped=True),
+    }
+
+
+def substitute(text: str, values: dict[str, str], name: str = "template") -> str:
+    """Replace every ``{{key}}``; an unknown key is an error, not an empty string."""
+
+    def one(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise KeyError(f"{name}: no value for {{{{{key}}}}}")
+        return values[key]
+
+    return PLACEHOLDER.sub(one, text)
+
+
+def render(config: EdgeConfig, templates: Traversable = TEMPLATES) -> Path:
+    """Write the edge's configuration under ``config.prefix``; returns the main file.
+
+    Also creates the directories nginx writes to (logs, temp files, cache), so that
+    nothing outside the prefix is touched.
+    """
+    values = _values(config)
+    chosen = {
+        "identity.conf": f"identity-{config.identity}.conf",
+        "identity-follow.conf": f"identity-follow-{config.identity}.conf",
+        "internal.conf": "internal-exposed.conf" if config.expose_internal else "internal-hidden.conf",
+        "origin.conf": "origin-demo.conf" if config.demo_root is not None else "origin-external.conf",
+        "nginx.conf": MAIN,
+        **({"tls.conf": "tls.conf"} if config.tls_port else {}),
+    }
+    files = {**{name: name for name in COMMON}, **chosen}
+    config.prefix.mkdir(parents=True, exist_ok=True)
+    for sub in ("tmp", "cache"):
+        (config.prefix / sub).mkdir(exist_ok=True)
+    for target, source in files.items():
+        text = templates.joinpath(source).read_text(encoding="utf-8")
+        (config.prefix / target).write_text(substitute(text, values, source))
+    (config.prefix / "player").mkdir(exist_ok=True)
+    for page_file in PLAYER.iterdir():
+        if page_file.is_file() and page_file.name.endswith((".html", ".js", ".css")):
+            (config.prefix / "player" / page_file.name).write_bytes(page_file.read_bytes())
+    return config.prefix / "nginx.conf"
+
+
+def command(binary: str, prefix: Path, *extra: str) -> list[str]:
+    """The nginx command line for a rendered prefix (``-e``: not even start-up errors go
+    to the compiled-in log path)."""
+    conf = prefix / "nginx.conf"
+    return [binary, "-p", f"{prefix}/", "-c", str(conf), "-e", str(prefix / "error.log"), *extra]
+
+
+def check(binary: str, prefix: Path) -> None:
+    """``nginx -t`` on the rendered configuration; raises RuntimeError with nginx's words."""
+    result = subprocess.run(command(binary, prefix, "-t", "-q"), capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        raise RuntimeError(f"nginx -t failed:\n{result.stderr.strip()}")
+
+
+def write_demo_origin(root: Path) -> Path:
+    """Put the demo HLS stream (real H.264 video, see ``demo.py``) under ``root/demo``;
+    returns the playlist."""
+    return demo.install(root)
