@@ -1,10 +1,14 @@
 # authsvc image: the wheel built from this checkout on the pinned runtime of
-# requirements.lock, run as an unprivileged user. The nginx templates and Lua scripts are
-# package data inside the wheel, so `authsvc edge-config` works from the image as well.
+# requirements.lock, run as an unprivileged user. The service, the edge (its nginx templates
+# are package data) and the stack are in the wheel, so `authsvc edge-config` works from the
+# image as well.
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml ./
 COPY authsvc ./authsvc
+COPY canwatch_edge ./canwatch_edge
+COPY canwatch_stack ./canwatch_stack
+COPY nginx ./nginx
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm

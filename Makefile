@@ -10,7 +10,13 @@ PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: k8s-config run stop test test-stress unit integration e2e endtoend lint bench-api bench-gate bench-scale system-deps test-deps clean
+# The docs site: the settings page generated from `authsvc settings`, then a strict build
+# (a broken link or a page missing from the navigation fails it) into site/.
+docs: $(READY)
+	$(PY) -m authsvc settings --write-docs docs/settings.md
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+.PHONY: docs k8s-config run stop test test-stress unit integration e2e endtoend lint bench-api bench-gate bench-scale system-deps test-deps clean
 
 $(READY): pyproject.toml requirements.lock requirements-dev.lock
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { scripts/need.sh "__venv__:python3-venv" && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
@@ -48,8 +54,8 @@ test-stress: $(READY) test-deps
 	  $(MAKE) --no-print-directory test || exit 1; done
 
 lint: $(READY)
-	$(VENV)/bin/ruff check authsvc tests bench
-	$(VENV)/bin/ruff format --check authsvc tests bench
+	$(VENV)/bin/ruff check authsvc canwatch_edge canwatch_stack tests bench
+	$(VENV)/bin/ruff format --check authsvc canwatch_edge canwatch_stack tests bench
 	$(VENV)/bin/mypy
 
 unit: $(READY)
@@ -87,4 +93,4 @@ k8s-config: $(READY)
 	$(PY) -m canwatch_edge.k8s $(K8S_SETTINGS)
 
 clean:
-	rm -rf $(VENV) .run build *.egg-info
+	rm -rf $(VENV) .run build site *.egg-info

@@ -374,7 +374,7 @@ def test_secrets_come_from_a_secret_the_operator_creates(base: list[Obj]) -> Non
     for name in secret_names & set(data):
         # Only the Redis URL may stand in a ConfigMap, and only without a password.
         assert name == "AUTHSVC_REDIS_URL" and "@" not in data[name], name
-    # The edge's lease-token key: from the same Secret, made by the command the README gives.
+    # The edge's lease-token key: from the same Secret, made by the command the docs give.
     (nginx,) = _containers(one(base, "Deployment", "edge"))
     edge_refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in nginx["env"] if "valueFrom" in e}
     assert edge_refs[render.LEASE_TOKEN_KEY_ENV] == {
@@ -382,9 +382,10 @@ def test_secrets_come_from_a_secret_the_operator_creates(base: list[Obj]) -> Non
         "key": "lease-token-key",
         "optional": True,
     }
-    readme = (ROOT / "README.md").read_text()
-    assert "kubectl create secret generic canwatch" in readme
-    assert '--from-literal=gate-key="$(AUTHSVC_SECRET="$secret" .venv/bin/authsvc gate-key)"' in readme
+    page = (ROOT / "docs" / "operations.md").read_text()
+    assert "kubectl create secret generic canwatch" in page
+    key = '--from-literal=lease-token-key="$(AUTHSVC_SECRET="$secret" .venv/bin/authsvc lease-token-key)"'
+    assert key in page
 
 
 def _fields(cls: type) -> tuple[Any, ...]:

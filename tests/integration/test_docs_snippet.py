@@ -1,4 +1,4 @@
-"""The README's copy-paste nginx snippet ("Copying it into a platform's own nginx") is a
+"""The docs' copy-paste nginx snippet (docs/edge.md, "Copying it into your own nginx") is a
 configuration nginx accepts: pasted as it stands into the main, http and server contexts
 its comments name, with only its placeholders (the authsvc address, the origin, the
 folder of gate.js) pointed at real things, `nginx -t` passes."""
@@ -14,13 +14,13 @@ from canwatch_stack.procs import free_port
 
 from harness import ROOT, need_binary
 
-SECTION = "### Copying it into a platform's own nginx"
+SECTION = "## Copying it into your own nginx"
 
 
 def snippet() -> dict[str, str]:
     """The snippet's three parts, by the comment that opens each: main, http, server."""
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"```nginx\n(.*?)```", readme[readme.index(SECTION) :], re.S)
+    page = (ROOT / "docs" / "edge.md").read_text()
+    block = re.search(r"```nginx\n(.*?)```", page[page.index(SECTION) :], re.S)
     assert block is not None, "no nginx block under " + SECTION
     text = block.group(1)
     heads = {"main": "# main (top level)", "http": "# http {}", "server": "# server {}"}
@@ -33,7 +33,7 @@ def snippet() -> dict[str, str]:
     }
 
 
-def test_the_readme_snippet_is_a_configuration_nginx_accepts(tmp_path: Path) -> None:
+def test_the_docs_snippet_is_a_configuration_nginx_accepts(tmp_path: Path) -> None:
     nginx = need_binary("nginx", "nginx")
     parts = snippet()
     # gate.js as `authsvc edge-config` renders it, where the snippet's js_path says.
