@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from canwatch_edge import render
+from canwatch_edge.settings import EdgeSettings
 from canwatch_stack.procs import StackError, find_binary, free_port
 from canwatch_stack.settings import StackSettings
 from canwatch_stack.supervisor import Stack
@@ -167,19 +168,16 @@ def main() -> int:
         return 1
     run_dir = Path(tempfile.mkdtemp(prefix="bench-gate-"))
     ports = StackSettings(
-        port=free_port(),
-        api_port=free_port(),
-        redis_port=free_port(),
-        origin_port=free_port(),
-        workers=args.authsvc_workers,
-        nginx_workers=args.nginx_workers,
-        api_rate=1_000_000,
+        api_port=free_port(), redis_port=free_port(), origin_port=free_port(), workers=args.authsvc_workers
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    edge = EdgeSettings(
+        port=free_port(), tls_port=free_port(), workers=args.nginx_workers, api_rate=1_000_000
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHSVC_", "CANWATCH_"))}
     env |= {"AUTHSVC_SECRET": "bench-gate-secret-not-for-production", "AUTHSVC_LOG_LEVEL": "warning"}
     # Ungated and cached runs refresh no lease: with a TTL it could expire between rounds.
     env |= {"AUTHSVC_LEASE_TTL_S": "0"}
-    stack = Stack(run_dir, env, ports, ungated=True, persist=False)
+    stack = Stack(run_dir, env, ports, edge, ungated=True, persist=False)
     load = os.getloadavg()[0]
     print(
         f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, ~100 KB segment, {args.rounds} rounds"

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from gate import reload, workers  # noqa: F401  (workers: reload's helper)
 
+from canwatch_edge.settings import EdgeSettings
 from canwatch_stack.procs import StackError, find_binary, free_port, spawn, stop_process, wait_port
 from canwatch_stack.settings import StackSettings
 from canwatch_stack.supervisor import Stack
@@ -118,14 +119,12 @@ def players_stack(prefix: str) -> Iterator[tuple[Stack, str, Path]]:
     to its origin: (the stack, the plain proxy's URL, the run's directory); all stopped
     and removed after."""
     run_dir = Path(tempfile.mkdtemp(prefix=prefix))
-    ports = StackSettings(
-        port=free_port(), api_port=free_port(), redis_port=free_port(), origin_port=free_port(),
-        api_rate=1_000_000, tls_port=0,
-    )  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    ports = StackSettings(api_port=free_port(), redis_port=free_port(), origin_port=free_port())
+    edge = EdgeSettings(port=free_port(), tls_port=0, api_rate=1_000_000)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHSVC_", "CANWATCH_"))}
     env |= {"AUTHSVC_SECRET": SECRET, "AUTHSVC_LOG_LEVEL": "warning"}
     env |= {"AUTHSVC_LEASE_TTL_S": "0", "AUTHSVC_LEASE_TOKEN_S": str(TOKEN_S)}
-    stack = Stack(run_dir, env, ports, ungated=True, persist=False)
+    stack = Stack(run_dir, env, ports, edge, ungated=True, persist=False)
     plain: subprocess.Popen[bytes] | None = None
     try:
         stack.start()

@@ -97,7 +97,7 @@ def test_compose_edge_settings_render_a_config_nginx_accepts(tmp_path: Path) -> 
     import sys
 
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHSVC_", "CANWATCH_"))}
     for name, value in compose["services"]["edge-config"]["environment"].items():
         if value is None:
             continue  # passed through from the shell: unset here
@@ -106,7 +106,7 @@ def test_compose_edge_settings_render_a_config_nginx_accepts(tmp_path: Path) -> 
         if text.startswith("${"):
             text = text.split(":-", 1)[1].rstrip("}") if ":-" in text else ""
         env[name] = text
-    env["AUTHSVC_API_HOST"] = "127.0.0.1"
+    env["CANWATCH_EDGE_AUTHSVC"] = "127.0.0.1:9005"
     env["CANWATCH_EDGE_USER"] = "www-data"  # Debian's; the image's `nginx` user is not here
     out = subprocess.run(
         [sys.executable, "-m", "authsvc", "edge-config", "--out", str(tmp_path / "edge")],

@@ -39,7 +39,7 @@ def test_the_docs_snippet_is_a_configuration_nginx_accepts(tmp_path: Path) -> No
     # gate.js as `authsvc edge-config` renders it, where the snippet's js_path says.
     js_dir = tmp_path / "canwatch"
     js_dir.mkdir()
-    template = (Path(render.__file__).parent / "nginx" / "gate.js").read_text()
+    template = render.TEMPLATES.joinpath("gate.js").read_text()
     (js_dir / "gate.js").write_text(render.substitute(template, {"lease_token_s": "30"}))
     assert "js_path /etc/nginx/canwatch/;" in parts["http"]
     http = parts["http"].replace("js_path /etc/nginx/canwatch/;", f"js_path {js_dir}/;")

@@ -44,7 +44,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHSVC_", "PYTHON"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHSVC_", "CANWATCH_", "PYTHON"))}
     return {**env, **extra}
 
 
@@ -57,6 +57,45 @@ def test_the_installed_package_is_the_wheel_not_this_tree(installed: Path, tmp_p
     where, version = out.stdout.split()
     assert where.startswith(str(installed.parent)), where
     assert version != "0+unknown"
+
+
+def test_every_module_it_ships_imports(installed: Path, tmp_path: Path) -> None:
+    code = (
+        "import importlib, pkgutil\n"
+        "names = []\n"
+        "for top in ('authsvc', 'canwatch_edge', 'canwatch_stack'):\n"
+        "    package = importlib.import_module(top)\n"
+        "    names.append(top)\n"
+        "    for info in pkgutil.walk_packages(package.__path__, top + '.'):\n"
+        "        if info.name != 'authsvc.__main__':\n"
+        "            importlib.import_module(info.name)\n"
+        "            names.append(info.name)\n"
+        "from canwatch_edge import render\n"
+        "print(render.TEMPLATES.joinpath('canwatch.conf'))\n"
+        "print(' '.join(names))"
+    )
+    out = subprocess.run(
+        [str(installed / "python"), "-c", code], cwd=tmp_path, env=clean_env(), capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    templates, listed = out.stdout.splitlines()
+    names = listed.split()
+    for module in ("authsvc.app", "canwatch_edge.render", "canwatch_edge.k8s", "canwatch_stack.supervisor"):
+        assert module in names, names
+    # The templates are package data inside the venv; test-only code is not in the wheel.
+    assert templates.startswith(str(installed.parent)) and templates.endswith(
+        "canwatch_edge/nginx/canwatch.conf"
+    )
+    assert not any("replicated" in n or "failover" in n for n in names)
+
+
+def test_the_kubernetes_config_maps_render_from_the_wheel(installed: Path, tmp_path: Path) -> None:
+    out = subprocess.run(
+        [str(installed / "python"), "-m", "canwatch_edge.k8s", "--out", "-"],
+        cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "kind: ConfigMap" in out.stdout and "name: edge-config" in out.stdout
 
 
 def test_edge_config_renders_from_the_wheel(installed: Path, tmp_path: Path) -> None:
@@ -112,8 +151,9 @@ def test_serve_from_the_wheel(installed: Path, tmp_path: Path, redis_server: Red
 def test_stack_from_the_wheel(installed: Path, tmp_path: Path) -> None:
     need_binary("nginx")
     need_binary("redis-server")
-    ports = {name: str(free_port()) for name in ("PORT", "API_PORT", "REDIS_PORT", "ORIGIN_PORT")}
-    env = clean_env(**{f"AUTHSVC_{name}": value for name, value in ports.items()})
+    names = ("EDGE_PORT", "EDGE_TLS_PORT", "STACK_API_PORT", "STACK_REDIS_PORT", "STACK_ORIGIN_PORT")
+    ports = {name: str(free_port()) for name in names}
+    env = clean_env(**{f"CANWATCH_{name}": value for name, value in ports.items()})
     log = tmp_path / "stack.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -124,8 +164,8 @@ def test_stack_from_the_wheel(installed: Path, tmp_path: Path) -> None:
             stderr=out,
         )
     try:
-        wait_http(f"http://127.0.0.1:{ports['PORT']}/healthz", proc, log, timeout=60)
-        r = requests.get(f"http://127.0.0.1:{ports['PORT']}/users/newId", timeout=5)
+        wait_http(f"http://127.0.0.1:{ports['EDGE_PORT']}/healthz", proc, log, timeout=60)
+        r = requests.get(f"http://127.0.0.1:{ports['EDGE_PORT']}/users/newId", timeout=5)
         assert r.status_code == 200, r.text
     finally:
         proc.send_signal(signal.SIGINT)
