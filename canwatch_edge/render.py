@@ -47,6 +47,7 @@ COMMON = (
     "cors.conf",
     "cors-preflight.conf",
     "errors.conf",
+    "error-pages.conf",
     "ungated.conf",
     "follow-cookie.conf",
     "player.conf",

@@ -67,6 +67,10 @@ def jwt_cases(t: str) -> list[Case]:
         Case(f"{s}/c.ts?x={t}", bearer, 400),  # shaped like a JWT, under any name
         Case(f"{s}/c.ts?x=%65yJ{t[3:]}", bearer, 400),
         Case(f"{s}/c.ts?TOKEN={t}", bearer, 400),
+        # A decoded control byte in the path: refused, never proxied with its query.
+        Case(f"{s}/a%0ab.ts?token={t}", {}, 400),
+        Case(f"{s}/a%0Db.ts?token={t}", {}, 400),
+        Case(f"{s}/a%09b.ts", bearer, 400),
         # Allowed: the origin gets the path and the rest of the query, nothing else.
         Case(f"{s}/a.ts?token={t}", {}, 200),
         Case(f"{s}/a.ts?a=1&token={t}&b=2", {}, 200),
@@ -86,6 +90,9 @@ def header_cases(u: str) -> list[Case]:
         Case(f"{s}/c.ts&userid={u}", {"x-userid": u}, 400),
         Case(f"{s}/c.ts?x=a?userid={u}&userid={u}", {}, 400),
         Case(f"{s}/c.ts?userid={u}&b=%75serid%3d{u}", {}, 400),
+        Case(f"{s}/a%0ab.ts?userid={u}", {}, 400),
+        Case(f"{s}/a%0ab.ts", {"x-userid": u}, 400),
+        Case(f"{s}/%0a/a.ts?userid={u}", {}, 400),
         Case(f"{s}/a.ts?userid={u}", {}, 200),
         Case(f"{s}/a.ts?a=1&userid={u}&b=2", {}, 200),
         Case(f"{s}/a.ts", {"x-userid": u}, 200),
