@@ -283,7 +283,6 @@ RENAMED = {
     "AUTHSVC_ORIGIN_URL": "CANWATCH_EDGE_ORIGIN_URL",
     "AUTHSVC_API_UPSTREAMS": "CANWATCH_EDGE_AUTHSVC",
     "AUTHSVC_API_HOST": "CANWATCH_EDGE_AUTHSVC",
-    "AUTHSVC_GATE_CACHE_S": "CANWATCH_EDGE_GATE_CACHE_S",
     "AUTHSVC_EXPOSE_INTERNAL": "CANWATCH_EDGE_EXPOSE_INTERNAL",
     "AUTHSVC_API_RATE": "CANWATCH_EDGE_API_RATE",
     "AUTHSVC_NGINX_WORKERS": "CANWATCH_EDGE_WORKERS",
@@ -302,6 +301,13 @@ RENAMED = {
 }
 
 
+# Settings that are gone, and why: set, they stop start-up rather than be ignored.
+RETIRED = {
+    "CANWATCH_EDGE_GATE_CACHE_S": "the micro-cache of gate decisions is retired; lease tokens "
+    "(AUTHSVC_LEASE_TOKEN_S) do its job, and measured faster with real players",
+}
+
+
 def env_name(cls: Any, f: Field[Any]) -> str:
     """The variable a settings field is read from: its class's prefix and its name."""
     return str(f.metadata["env"] or cls.PREFIX + f.name.upper())
@@ -311,7 +317,7 @@ def unknown_variables(cls: Any, env: Mapping[str, str] | None = None) -> list[st
     """Variables of ``cls``'s prefix that it does not read: most likely typos."""
     source = os.environ if env is None else env
     prefix: str = cls.PREFIX
-    known = {env_name(cls, f) for f in fields(cls)} | set(RENAMED)
+    known = {env_name(cls, f) for f in fields(cls)} | set(RENAMED) | set(RETIRED)
     return sorted(name for name in source if name.startswith(prefix) and name not in known)
 
 
@@ -321,6 +327,9 @@ def read_env(cls: Any, source: Mapping[str, str]) -> dict[str, Any]:
     for old, new in RENAMED.items():
         if old in source:
             raise SettingsError(f"{old} was renamed {new}: set {new} instead")
+    for old, why in RETIRED.items():
+        if old in source or old.replace("CANWATCH_EDGE_", "AUTHSVC_") in source:
+            raise SettingsError(f"{old}: {why}")
     values: dict[str, Any] = {}
     for f in fields(cls):
         name = env_name(cls, f)

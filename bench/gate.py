@@ -1,8 +1,8 @@
 """`make bench-gate`: what the gate costs, measured with wrk on a stack of its own.
 
 wrk -t2 -c50 fetches one ~100 KB segment for 10 s per run: ungated (the /open/ location:
-the same proxying to the origin through the same nginx, without auth_request), gated
-with the micro-cache off, and gated with it on (nginx reloaded between configurations).
+the same proxying to the origin through the same nginx, without auth_request), and gated
+(every fetch decided by authsvc). Lease tokens are bench/players.py's.
 The modes alternate over the rounds so that drift of the machine hits each alike. Prints
 req/s, p50 and p99 per run, the median per mode and the gated/ungated ratios against
 the targets. A measurement, not a test.
@@ -34,7 +34,7 @@ from canwatch_stack.supervisor import Stack
 HERE = Path(__file__).resolve().parent
 SEGMENT = "demo/segment0.ts"
 RESULT = re.compile(r"RESULT rps=(\S+) p50_ms=(\S+) p99_ms=(\S+) non2xx=(\d+) errors=(\d+)")
-TARGETS = {"gated_cache_off": 0.30, "gated_cache_on": 0.85}  # req/s as a share of ungated
+TARGETS = {"gated": 0.30}  # req/s as a share of ungated
 P99_TARGET_MS = 10.0  # every gated run
 Run = dict[str, float]
 
@@ -61,11 +61,10 @@ def free_token_check(prefix: Path) -> None:
     conf.write_text(text.replace("if ($cw_lease_valid)", "if ($cw_lease_claim)"))
 
 
-def reload(stack: Stack, cache_s: float, token_s: float = 0.0, free_check: bool = False) -> None:
-    """Render the edge with this micro-cache TTL (and lease-token lifetime, its check free
-    with ``free_check``) and reload nginx; return once only workers with the new
-    configuration are left."""
-    edge = replace(stack.edge, gate_cache_s=cache_s, lease_token_s=token_s)
+def reload(stack: Stack, token_s: float = 0.0, free_check: bool = False) -> None:
+    """Render the edge with this lease-token lifetime (its check free with ``free_check``)
+    and reload nginx; return once only workers with the new configuration are left."""
+    edge = replace(stack.edge, lease_token_s=token_s)
     render.render(edge)
     if free_check:
         free_token_check(edge.prefix)
@@ -105,18 +104,13 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, list[Run]]:
     stream = json.loads(fetch(f"{stack.url}/streams/newId", ""))["streamId"]
     fetch(f"{stack.url}/streams/{stream}/activate", user, "PATCH")
     gated = f"{stack.url}/watch/{stream}/{SEGMENT}"
-    # (configuration's cache TTL, mode, URL), in the order of a round.
-    plan = [(0.0, "ungated", f"{stack.url}/open/{SEGMENT}"), (0.0, "gated_cache_off", gated)]
+    # (mode, URL), in the order of a round.
+    plan = [("ungated", f"{stack.url}/open/{SEGMENT}"), ("gated", gated)]
     if args.static:
-        plan.insert(0, (0.0, "static_origin", f"http://127.0.0.1:{stack.ports.origin_port}/{SEGMENT}"))
-    plan.append((args.cache_s, "gated_cache_on", gated))
-    runs: dict[str, list[Run]] = {mode: [] for _, mode, _ in plan}
-    loaded = None
+        plan.insert(0, ("static_origin", f"http://127.0.0.1:{stack.ports.origin_port}/{SEGMENT}"))
+    runs: dict[str, list[Run]] = {mode: [] for mode, _ in plan}
     for n in range(args.rounds):
-        for cache_s, mode, url in plan:
-            if cache_s != loaded:
-                reload(stack, cache_s)
-                loaded = cache_s
+        for mode, url in plan:
             assert len(fetch(url, user)) > 90_000  # answers 200 before it is measured
             result = wrk(url, user, args)
             runs[mode].append(result)
@@ -158,7 +152,6 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--cache-s", type=float, default=1.0, help="micro-cache TTL of the cached runs")
     parser.add_argument("--nginx-workers", type=int, default=0, help="0 = one per core, as `make run`")
     parser.add_argument("--authsvc-workers", type=int, default=1)
     parser.add_argument("--static", action="store_true", help="also fetch from the origin port directly")
@@ -175,7 +168,7 @@ def main() -> int:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHSVC_", "CANWATCH_"))}
     env |= {"AUTHSVC_SECRET": "bench-gate-secret-not-for-production", "AUTHSVC_LOG_LEVEL": "warning"}
-    # Ungated and cached runs refresh no lease: with a TTL it could expire between rounds.
+    # Ungated runs refresh no lease: with a TTL it could expire between rounds.
     env |= {"AUTHSVC_LEASE_TTL_S": "0"}
     stack = Stack(run_dir, env, ports, edge, ungated=True, persist=False)
     load = os.getloadavg()[0]
@@ -183,8 +176,8 @@ def main() -> int:
         f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, ~100 KB segment, {args.rounds} rounds"
     )
     print(
-        f"nginx workers {args.nginx_workers or 'auto'}, authsvc workers {args.authsvc_workers}, cache TTL "
-        f"{args.cache_s:g} s; {os.cpu_count()} cores, load average {load:.2f} at the start"
+        f"nginx workers {args.nginx_workers or 'auto'}, authsvc workers {args.authsvc_workers}; "
+        f"{os.cpu_count()} cores, load average {load:.2f} at the start"
     )
     try:
         stack.start()

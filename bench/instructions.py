@@ -64,7 +64,6 @@ def edge_copy(stack: Stack, root: Path, token_s: float) -> tuple[Path, int]:
         demo_root=None,
         origin_url=f"http://127.0.0.1:{stack.ports.origin_port}",
         lease_token_s=token_s,
-        gate_cache_s=0.0,
         worker_processes=1,
     )
     render.render(edge)

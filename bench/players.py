@@ -10,7 +10,6 @@ rates). Modes, interleaved over the rounds in one run:
            reference is as fast as proxying gets here)
 - ungated: the stack's own nginx, /open/ (the same proxying, no gate)
 - exact:   the gate, every fetch decided by authsvc
-- cached:  the gate with the 1 s micro-cache
 - token:   the gate with lease tokens checked in nginx (njs); the cookies were handed out
            by authsvc before the run, so this is the steady state between refreshes
 - token_free: the same with the check made free (nginx checks the cookie's shape, gate.js
@@ -199,7 +198,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--modes", default="plain,ungated,exact,cached,token,token_free", help="comma-separated subset"
+        "--modes", default="plain,ungated,exact,token,token_free", help="comma-separated subset"
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -228,22 +227,21 @@ def measure(stack: Stack, plain_url: str, run_dir: Path, args: argparse.Namespac
     pairs.write_text("".join(f"{s} {u} {t}\n" for s, u, t in players))
     segment, _ = http(f"{plain_url}/{SEGMENT}")
     base = stack.url
-    # mode -> (cache s, token s, base URL, path prefix, path suffix)
+    # mode -> (token s, base URL, path prefix, path suffix)
     plan = {
-        "plain": (0.0, 0.0, plain_url, "", f"/{SEGMENT}"),
-        "ungated": (0.0, 0.0, base, "", f"/open/{SEGMENT}"),
-        "exact": (0.0, 0.0, base, "/watch/", f"/{SEGMENT}"),
-        "cached": (1.0, 0.0, base, "/watch/", f"/{SEGMENT}"),
-        "token": (0.0, TOKEN_S, base, "/watch/", f"/{SEGMENT}"),
-        "token_free": (0.0, TOKEN_S, base, "/watch/", f"/{SEGMENT}"),
+        "plain": (0.0, plain_url, "", f"/{SEGMENT}"),
+        "ungated": (0.0, base, "", f"/open/{SEGMENT}"),
+        "exact": (0.0, base, "/watch/", f"/{SEGMENT}"),
+        "token": (TOKEN_S, base, "/watch/", f"/{SEGMENT}"),
+        "token_free": (TOKEN_S, base, "/watch/", f"/{SEGMENT}"),
     }
     wanted = set(args.modes.split(","))
     plan = {mode: how for mode, how in plan.items() if mode in wanted or mode == "plain"}
-    url_of = {m: (u + (p + "{stream}" if p else "") + x) for m, (_, _, u, p, x) in plan.items()}
+    url_of = {m: (u + (p + "{stream}" if p else "") + x) for m, (_, u, p, x) in plan.items()}
     runs: dict[str, list[Run]] = {mode: [] for mode in plan}
     for n in range(args.rounds):
-        for mode, (cache_s, token_s, url, prefix, suffix) in plan.items():
-            reload(stack, cache_s, token_s, free_check=mode == "token_free")
+        for mode, (token_s, url, prefix, suffix) in plan.items():
+            reload(stack, token_s, free_check=mode == "token_free")
             check_bytes(url_of, mode, players, segment)
             before = redis_commands(stack)
             result = wrk(url, pairs, prefix, suffix, args)

@@ -77,7 +77,7 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's; ca-certificates in
 class EdgeConfig:
     """Everything the nginx edge is rendered from."""
 
-    prefix: Path  # nginx's own directory: config, pid, logs, temp files, cache
+    prefix: Path  # nginx's own directory: config, pid, logs, temp files
     port: int
     origin_url: str  # scheme://host[:port][/path] the gate proxies to
     demo_root: Path | None = None  # serve the demo origin from here on origin_port
@@ -86,7 +86,6 @@ class EdgeConfig:
     # host:port of every authsvc replica.
     api_upstreams: tuple[str, ...] = ("127.0.0.1:9005",)
     identity: IdentityMode = "header"
-    gate_cache_s: float = 0.0
     fail_open: bool = False
     expose_internal: bool = False
     api_rate: int = 200
@@ -122,10 +121,6 @@ class EdgeConfig:
                 "CANWATCH_EDGE_TLS_PORT needs a certificate: "
                 "set CANWATCH_EDGE_TLS_CERT and CANWATCH_EDGE_TLS_KEY"
             )
-        if settings.lease_token_s and edge.gate_cache_s:
-            # Both would answer for authsvc: one way at a time keeps the revocation bound
-            # one number.
-            raise SettingsError("AUTHSVC_LEASE_TOKEN_S and CANWATCH_EDGE_GATE_CACHE_S cannot both be on")
         return cls(
             prefix=prefix,
             port=edge.port,
@@ -135,7 +130,6 @@ class EdgeConfig:
             host=edge.host,
             api_upstreams=edge.authsvc,
             identity=settings.identity,
-            gate_cache_s=edge.gate_cache_s,
             fail_open=settings.fail_open,
             expose_internal=edge.expose_internal,
             api_rate=edge.api_rate,
@@ -293,7 +287,6 @@ def _values(config: EdgeConfig) -> dict[str, str]:
         user_line = "# Workers keep the user who started the stack (see canwatch_edge/render.py).\nuser root;"
     else:
         user_line = "# Started unprivileged: workers run as this user, no `user` directive applies."
-    cache_on = config.gate_cache_s > 0
     stdio = config.nginx_logs == "stdio"
     return {
         "prefix": str(config.prefix),
@@ -314,9 +307,6 @@ def _values(config: EdgeConfig) -> dict[str, str]:
         "api_burst": str(config.api_rate),
         "cors_origin_map": origin_map,
         "cors_credentials_map": credentials_map,
-        "gate_cache_zone": "canwatch_gate" if cache_on else "off",
-        # nginx keeps cache validity in whole seconds.
-        "gate_cache_ttl": f"{max(1, math.ceil(config.gate_cache_s))}s",
         "gate_unreachable": "@gate_fail_open" if config.fail_open else "/_errors/gate-unreachable",
         "identity": config.identity,
         "ungated_include": "        include ungated.conf;" if config.ungated else "",
@@ -352,7 +342,7 @@ def substitute(text: str, values: dict[str, str], name: str = "template") -> str
 def render(config: EdgeConfig, templates: Traversable = TEMPLATES) -> Path:
     """Write the edge's configuration under ``config.prefix``; returns the main file.
 
-    Also creates the directories nginx writes to (logs, temp files, cache), so that
+    Also creates the directories nginx writes to (logs, temp files), so that
     nothing outside the prefix is touched.
     """
     values = _values(config)
@@ -366,8 +356,7 @@ def render(config: EdgeConfig, templates: Traversable = TEMPLATES) -> Path:
     }
     files = {**{name: name for name in COMMON}, **chosen}
     config.prefix.mkdir(parents=True, exist_ok=True)
-    for sub in ("tmp", "cache"):
-        (config.prefix / sub).mkdir(exist_ok=True)
+    (config.prefix / "tmp").mkdir(exist_ok=True)
     for target, source in files.items():
         text = templates.joinpath(source).read_text(encoding="utf-8")
         (config.prefix / target).write_text(substitute(text, values, source))

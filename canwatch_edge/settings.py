@@ -15,7 +15,6 @@ from authsvc.settings import (
     SettingsError,
     boolean,
     choice,
-    float_range,
     int_range,
     optional_text,
     read_env,
@@ -111,9 +110,6 @@ class EdgeSettings:
     )
     authsvc: tuple[str, ...] = setting(
         ("127.0.0.1:9005",), upstreams, "host:port,... of the authsvc replicas nginx spreads over"
-    )
-    gate_cache_s: float = setting(
-        0.0, float_range(0, 60), "micro-cache of allowed gate decisions, seconds; 0 = off"
     )
     expose_internal: bool = setting(False, boolean, "serve /metrics and /admin/ through nginx too")
     api_rate: int = setting(200, int_range(1, 1_000_000), "API requests per second per client IP")

@@ -299,11 +299,11 @@ def quick_start(stack: Stack) -> str:
     """What to try first, with this stack's ports."""
     s = stack.settings
     base = stack.url
-    cache = f"{stack.edge_settings.gate_cache_s:g} s" if stack.edge_settings.gate_cache_s else "off"
+    tokens = f"{s.lease_token_s:g} s" if s.lease_token_s else "off"
     ttl = f"{s.lease_ttl_s:g} s" if s.lease_ttl_s else "never expires"
     head = [
         f"CanWatch is up on {base}  (identity {s.identity}, limit {s.max_streams}, lease {ttl}, "
-        f"gate cache {cache}, fail-open {'on' if s.fail_open else 'off'})",
+        f"lease tokens {tokens}, fail-open {'on' if s.fail_open else 'off'})",
         f"  authsvc {' '.join(stack.api_urls)}  redis {s.redis_url}  origin {stack.edge.origin_url}",
         f"  logs: {stack.run_dir}/authsvc*.log, {stack.prefix}/access.log, {stack.prefix}/error.log",
         f"  the player page: {base}/player/",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from canwatch_edge.settings import EdgeSettings
+from authsvc.settings import Settings
 from canwatch_stack.supervisor import Stack
 
 from edge_harness import HOST, Deployment, Player, StackFactory, launch
@@ -22,10 +22,10 @@ from edge_harness import HOST, Deployment, Player, StackFactory, launch
 
 @pytest.fixture(scope="session")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    """The default deployment: header identity, limit 3, micro-cache off; or HOST."""
+    """The default deployment: header identity, limit 3, lease tokens off; or HOST."""
     if HOST:
-        # The micro-cache TTL of a deployment cannot be asked; give it as at deployment.
-        yield Deployment(HOST, None, EdgeSettings.from_env().gate_cache_s)
+        # A deployment's lease-token life cannot be asked; give it as at deployment.
+        yield Deployment(HOST, None, Settings.from_env().lease_token_s)
         return
     stack = launch(tmp_path_factory.mktemp("stack"))
     yield Deployment(stack.url, stack, 0.0)

@@ -26,8 +26,8 @@ def active(player: Player) -> tuple[str, str]:
 
 def test_an_identity_nginx_does_not_see_is_no_identity(start_stack: StackFactory) -> None:
     # Encoded or repeated, the parameter is invisible to nginx's parsing: the request must
-    # be refused, and must leave nothing in the micro-cache for anonymous requests.
-    stack = start_stack(why="the micro-cache on", gate_cache_s=5)
+    # be refused, and must leave nothing behind for anonymous requests (lease tokens on).
+    stack = start_stack(why="lease tokens on", lease_token_s=5)
     player = Player(stack.url)
     user, stream = active(player)
     for query in (f"%75serid={user}", f"userid=&userid={user}"):

@@ -150,7 +150,7 @@ def test_no_token_in_any_log_on_every_error_path(
         jwt_secret=KEY,
         id_check="none",
         origin_url=origin.url,
-        gate_cache_s=2,
+        lease_token_s=2,
         access_log=True,
         log_level="debug",
         api_rate=1,
@@ -172,8 +172,8 @@ def test_no_token_in_any_log_on_every_error_path(
 
 def _drive_every_error_path(stack: Stack, origin: RecordingOrigin) -> list[str]:
     """Every error the edge can meet with a token in the query; the tokens used. Each
-    step that must reach authsvc uses a token of its own: the micro-cache keeps the
-    decisions for the others."""
+    step that must reach authsvc uses a token of its own: a lease token serves the
+    others without asking it."""
     port = stack.edge_settings.port
     t, big, hung, down = token(), token(pad=5200), token(pad=1), token(pad=2)
     assert 6900 < len(big) < 7500, len(big)  # the 7 KB token of the review
@@ -195,7 +195,7 @@ def _drive_every_error_path(stack: Stack, origin: RecordingOrigin) -> list[str]:
     # withholds the whole path (it keeps the path up to the query otherwise).
     assert get(f"/watch/{STREAM}/{t}/a.ts", f"Authorization: Bearer {t}") == 400
     assert get(f"/watch/{STREAM}/%65{t[1:]}/a.ts", f"Authorization: Bearer {t}") == 400
-    # An oversized token: refused in JSON, at the gate (micro-cache on) and at the API.
+    # An oversized token: refused in JSON, at the gate (lease tokens on) and at the API.
     assert get(f"{watch}?token={big}") == 431
     assert get(watch, f"Authorization: Bearer {big}") == 431
     assert get("/streams/active", f"Authorization: Bearer {big}") == 431

@@ -24,11 +24,7 @@ AUDIENCE = "canwatch-e2e"
 def jwt_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if HOST:
         pytest.skip(f"HOST={HOST}: needs a stack of its own in jwt mode, with a signing key the tests know")
-    # With the micro-cache on: its entries are keyed on the token, so a decision cached for
-    # one token is never an answer to another.
-    stack = launch(
-        tmp_path_factory.mktemp("jwt"), identity="jwt", jwt_secret=KEY, jwt_audience=AUDIENCE, gate_cache_s=2
-    )
+    stack = launch(tmp_path_factory.mktemp("jwt"), identity="jwt", jwt_secret=KEY, jwt_audience=AUDIENCE)
     yield stack
     stack.stop()
 

@@ -132,4 +132,5 @@ class Deployment:
 
     url: str
     stack: Stack | None
-    gate_cache_s: float
+    # How long a deactivate may take to be felt: the lease tokens' life, if they are on.
+    revocation_s: float

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from authsvc.settings import RENAMED, Settings, SettingsError, documented
@@ -148,12 +146,11 @@ def test_a_lease_token_may_live_at_most_half_the_lease() -> None:
         Settings.from_env({"AUTHSVC_LEASE_TOKEN_S": "10"})
 
 
-def test_lease_tokens_and_the_micro_cache_are_not_on_together(tmp_path: Path) -> None:
-    from canwatch_edge.render import EdgeConfig
-
-    settings = Settings.from_env({"AUTHSVC_SECRET": "s" * 32, "AUTHSVC_LEASE_TOKEN_S": "10"})
-    with pytest.raises(SettingsError, match="AUTHSVC_LEASE_TOKEN_S and CANWATCH_EDGE_GATE_CACHE_S"):
-        EdgeConfig.from_settings(settings, EdgeSettings(gate_cache_s=1, tls_port=0), tmp_path, None)
+@pytest.mark.parametrize("name", ["CANWATCH_EDGE_GATE_CACHE_S", "AUTHSVC_GATE_CACHE_S"])
+def test_the_retired_micro_cache_is_refused_pointing_to_lease_tokens(name: str) -> None:
+    for read in (Settings.from_env, EdgeSettings.from_env, StackSettings.from_env):
+        with pytest.raises(SettingsError, match=r"micro-cache .* retired.*AUTHSVC_LEASE_TOKEN_S"):
+            read({name: "1"})
 
 
 def test_wait_for_replicas_must_end_before_the_redis_timeout() -> None:
