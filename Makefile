@@ -24,17 +24,20 @@ $(READY): pyproject.toml requirements.lock requirements-dev.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
-# njs, for the lease tokens that nginx checks itself (AUTHSVC_LEASE_TOKEN_S, make run too).
-NJS := /usr/lib/nginx/modules/ngx_http_js_module.so:libnginx-mod-http-js
+# OpenResty's core for Debian's nginx, for the lease tokens that nginx checks itself
+# (AUTHSVC_LEASE_TOKEN_S, make run too): the Lua module, its development kit, resty.core.
+LUA := /usr/lib/nginx/modules/ndk_http_module.so:libnginx-mod-http-ndk \
+	/usr/lib/nginx/modules/ngx_http_lua_module.so:libnginx-mod-http-lua \
+	/usr/share/lua/5.1/resty/core.lua:lua-resty-core /usr/share/lua/5.1/resty/lrucache.lua:lua-resty-lrucache
 
 system-deps:
-	@scripts/need.sh redis-server:redis-server redis-cli:redis-tools nginx:nginx $(NJS)
+	@scripts/need.sh redis-server:redis-server redis-cli:redis-tools nginx:nginx $(LUA)
 
 # promtool checks the Prometheus config and alert rules in the tests; ffmpeg is the HLS
 # player of the end-to-end tests, chromium (driven through chromedriver) the browser;
 # curl speaks HTTP/2 to the edge; prometheus scrapes the stack in an end-to-end test.
 test-deps: system-deps
-	@scripts/need.sh $(NJS) promtool:prometheus prometheus:prometheus ffmpeg:ffmpeg chromium:chromium chromedriver:chromium-driver curl:curl
+	@scripts/need.sh $(LUA) promtool:prometheus prometheus:prometheus ffmpeg:ffmpeg chromium:chromium chromedriver:chromium-driver curl:curl
 
 run: $(READY) system-deps
 	$(PY) -m authsvc stack
@@ -76,7 +79,7 @@ bench-api: $(READY) system-deps
 	$(PY) bench/api.py
 
 bench-gate: $(READY) system-deps
-	@scripts/need.sh wrk:wrk valgrind:valgrind $(NJS)
+	@scripts/need.sh wrk:wrk valgrind:valgrind $(LUA)
 	$(PY) bench/gate.py
 	$(PY) bench/players.py
 	$(PY) bench/instructions.py

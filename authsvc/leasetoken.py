@@ -1,9 +1,9 @@
-"""Lease tokens: the gate's "allowed", signed, for nginx to check by itself (njs).
+"""Lease tokens: the gate's "allowed", signed, for nginx to check by itself (Lua).
 
 With ``AUTHSVC_LEASE_TOKEN_S`` on, an allowed gate decision carries a token that nginx
 hands the player as a cookie scoped to the stream's URLs. Until it expires, nginx serves
 that player's fetches of that stream after checking the token in-process
-(nginx/gate.js), without asking authsvc: a deactivate, an eviction or a
+(nginx/lease_token.lua), without asking authsvc: a deactivate, an eviction or a
 kick is felt within the token's life. Anything else falls through to the exact decision.
 
 A token is ``<expiry, unix seconds>.<MAC>``: HMAC-SHA256, base64url without padding, over

@@ -53,7 +53,7 @@ def workers(master: int) -> set[int]:
 def free_token_check(prefix: Path) -> None:
     """In an edge rendered with lease tokens: the check made free, for measuring where the
     token mode's cost lies. nginx still checks the cookie's shape ($cw_lease_claim), but
-    gate.js is never called: any well-shaped token is taken. Benchmarks only."""
+    the Lua check is never called: any well-shaped token is taken. Benchmarks only."""
     conf = prefix / "lease-token-gate.conf"
     text = conf.read_text()
     if "if ($cw_lease_valid)" not in text:

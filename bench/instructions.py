@@ -3,7 +3,7 @@
 req/s on this shared 2-core machine moves by ±15% between runs; instructions counted by
 valgrind do not (the same binary, configuration and requests give the same count,
 whatever else the machine does). So this part says where the edge's time goes, mode by
-mode, and what a change to the configuration or to gate.js costs or saves.
+mode, and what a change to the configuration or to the Lua check costs or saves.
 
 One nginx worker (master_process off) runs under callgrind, rendered from the stack's own
 templates into a directory of its own and proxying to the stack's origin (and asking the
@@ -178,16 +178,14 @@ def measure(
         "ungated": (edge_copy(stack, run_dir / "cg-ungated", 0), "/open/" + SEGMENT, True, ""),
         "exact": (edge_copy(stack, run_dir / "cg-exact", 0), gated, False, "allowed"),
         "token": (edge_copy(stack, run_dir / "cg-token", TOKEN_S), gated, True, "token"),
-        # Where the token mode's cost lies: the same, with gate.js's check replaced by one
-        # that says yes at once (what calling njs costs), and with no njs at all (a valid
+        # Where the token mode's cost lies: the same, with the Lua check replaced by one
+        # that says yes at once (what calling Lua costs), and with no Lua at all (a valid
         # token's path through the gate location, the check free).
-        "njs_yes": (edge_copy(stack, run_dir / "cg-njs-yes", TOKEN_S), gated, True, "token"),
-        "no_njs": (edge_copy(stack, run_dir / "cg-no-njs", TOKEN_S), gated, True, "token"),
+        "lua_yes": (edge_copy(stack, run_dir / "cg-lua-yes", TOKEN_S), gated, True, "token"),
+        "no_lua": (edge_copy(stack, run_dir / "cg-no-lua", TOKEN_S), gated, True, "token"),
     }  # fmt: skip
-    (run_dir / "cg-njs-yes" / "gate.js").write_text(
-        "function leaseValid(r) { return '1'; }\nexport default { leaseValid };\n"
-    )
-    free_token_check(run_dir / "cg-no-njs")
+    (run_dir / "cg-lua-yes" / "lease_token_valid.lua").write_text('return "1"\n')
+    free_token_check(run_dir / "cg-no-lua")
     counts: dict[str, float] = {}
     for mode, ((root, port), path_of, cookies, decision) in modes.items():
         send = (path_of, players, cookies, size)

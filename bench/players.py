@@ -10,9 +10,9 @@ rates). Modes, interleaved over the rounds in one run:
            reference is as fast as proxying gets here)
 - ungated: the stack's own nginx, /open/ (the same proxying, no gate)
 - exact:   the gate, every fetch decided by authsvc
-- token:   the gate with lease tokens checked in nginx (njs); the cookies were handed out
+- token:   the gate with lease tokens checked in nginx (Lua); the cookies were handed out
            by authsvc before the run, so this is the steady state between refreshes
-- token_free: the same with the check made free (nginx checks the cookie's shape, gate.js
+- token_free: the same with the check made free (nginx checks the cookie's shape, the Lua check
            is not called): what the token path costs besides the check itself
 Every run must answer 2xx only, with at least the segment's size per response, and a
 sample of pairs is checked for the segment's very bytes before each run. Prints req/s,

@@ -6,14 +6,15 @@ edge Deployment of ``deploy/k8s/base/`` runs it with, as ConfigMaps.
 In the Pod, nginx's prefix ``/edge`` is an emptyDir (pid file, temp files, cache); the
 configuration files are the ConfigMap ``edge-config`` mounted read-only at ``/edge/conf``
 (nginx resolves the relative ``include``s against the main file's folder), the player page
-is ``edge-player`` at ``/edge/player``, and ``gate.js`` is mounted at ``/edge/gate.js``,
-where the rendered ``js_path`` looks for it. The settings it was rendered with are kept in
+is ``edge-player`` at ``/edge/player``; the lease tokens' Lua check is read from the
+configuration's folder. The settings it was rendered with are kept in
 an annotation, so that a test can render it again and find it unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -47,11 +48,13 @@ DEFAULTS: dict[str, str] = {
     # not something to ship in a ConfigMap (a 1 MiB limit) to production.
     "CANWATCH_EDGE_ORIGIN_URL": "https://origin.example.com",
     "CANWATCH_EDGE_LOGS": "stdio",
-    # Written out so the render does not depend on who runs it; the Pod runs nginx as this
-    # user (uid 101 of the nginx image) from the start, so nginx ignores the directive.
-    "CANWATCH_EDGE_USER": "nginx",
+    # Written out so the render does not depend on who runs it; the Pod runs nginx as an
+    # unprivileged uid from the start, so nginx ignores the directive.
+    "CANWATCH_EDGE_USER": "nobody",
     # "auto" would count the node's cores, not the container's CPU limit.
     "CANWATCH_EDGE_WORKERS": "2",
+    # The OpenResty image: its Lua module, which checks lease tokens, is built in.
+    "CANWATCH_EDGE_NGINX": "openresty",
 }
 
 
@@ -77,7 +80,8 @@ def render_files(env: Mapping[str, str], prefix: str = PREFIX) -> dict[str, str]
         )
     with tempfile.TemporaryDirectory(prefix="canwatch-k8s-") as tmp:
         out = Path(tmp) / "edge"
-        render.render(render.EdgeConfig.from_settings(settings, edge, out, None))
+        config = render.EdgeConfig.from_settings(settings, edge, out, None)
+        render.render(dataclasses.replace(config, conf_dir=out / "conf"))
         return {
             str(path.relative_to(out)): path.read_text(encoding="utf-8").replace(str(out), prefix)
             for path in sorted(out.rglob("*"))

@@ -58,10 +58,15 @@ COMMON = (
     "lease-token-http.conf",
     "lease-token-server.conf",
     "lease-token-gate.conf",
-    "gate.js",
+    "lease_token.lua",
+    "lease_token_valid.lua",
 )
-# Debian's libnginx-mod-http-js: njs, for the lease tokens' check inside nginx.
-JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
+# Debian's OpenResty core (libnginx-mod-http-ndk, libnginx-mod-http-lua): the lease tokens'
+# check inside nginx. The Lua module needs the development kit loaded first.
+LUA_MODULES = (
+    "/usr/lib/nginx/modules/ndk_http_module.so",
+    "/usr/lib/nginx/modules/ngx_http_lua_module.so",
+)
 # How nginx gets the lease tokens' key (never the secret itself): in its environment.
 LEASE_TOKEN_KEY_ENV = "CANWATCH_EDGE_LEASE_TOKEN_KEY"
 PLAYER = resources.files(__package__).joinpath("player")  # the page's static files
@@ -99,7 +104,11 @@ class EdgeConfig:
     resolver: str | None = None  # re-resolve authsvc's name with these DNS servers
     nginx_user: str | None = None
     nginx_logs: str = "files"  # or "stdio"
-    lease_token_s: float = 0.0  # lease tokens checked by nginx (njs); 0 = every fetch asks authsvc
+    lease_token_s: float = 0.0  # lease tokens checked by nginx (Lua); 0 = every fetch asks authsvc
+    nginx: str = "debian"  # or "openresty", whose Lua module is built in
+    # Where nginx finds the files copied beside the configuration (the Lua check) when it
+    # runs them from elsewhere (a Kubernetes ConfigMap); default the prefix.
+    conf_dir: Path | None = None
 
     @classmethod
     def from_settings(
@@ -143,6 +152,7 @@ class EdgeConfig:
             nginx_user=edge.user,
             nginx_logs=edge.logs,
             lease_token_s=settings.lease_token_s,
+            nginx=edge.nginx,
         )
 
 
@@ -247,7 +257,10 @@ def _lease_token_values(config: EdgeConfig) -> dict[str, str]:
             **subject,
         }
     return {
-        "lease_token_main": f"load_module {JS_MODULE};\nenv {LEASE_TOKEN_KEY_ENV};",
+        "lease_token_main": "".join(
+            f"load_module {module};\n" for module in (LUA_MODULES if config.nginx == "debian" else ())
+        )
+        + f"env {LEASE_TOKEN_KEY_ENV};",
         "lease_token_http": "    include lease-token-http.conf;",
         "lease_token_server": "        include lease-token-server.conf;",
         "lease_token_gate": "            include lease-token-gate.conf;",
@@ -290,6 +303,8 @@ def _values(config: EdgeConfig) -> dict[str, str]:
     stdio = config.nginx_logs == "stdio"
     return {
         "prefix": str(config.prefix),
+        # The lease-token check's Lua files are copied beside the configuration.
+        "lua_dir": str(config.conf_dir or config.prefix),
         "user_line": user_line,
         "worker_processes": str(config.worker_processes or "auto"),
         "host": config.host,

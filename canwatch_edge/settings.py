@@ -125,6 +125,12 @@ class EdgeSettings:
     )
     user: str | None = setting(None, _user, "user nginx's workers run as when started as root")
     logs: str = setting("files", choice("files", "stdio"), "nginx logs: files in its prefix, or stdio")
+    nginx: str = setting(
+        "debian",
+        choice("debian", "openresty"),
+        "the nginx that runs the edge: debian (its Lua module loaded with load_module) or "
+        "openresty (built in; the compose and Kubernetes images)",
+    )
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -234,10 +234,10 @@ class Stack:
         demo_port = self.ports.origin_port if self.edge.demo_root is not None else None
         env = None
         if self.settings.lease_token_s:
-            if not Path(render.JS_MODULE).exists():
+            if not all(Path(module).exists() for module in render.LUA_MODULES):
                 raise StackError(
-                    "AUTHSVC_LEASE_TOKEN_S needs nginx's njs module: "
-                    "run `apt-get install -y libnginx-mod-http-js`"
+                    "AUTHSVC_LEASE_TOKEN_S needs nginx's Lua module: run `apt-get install -y "
+                    "libnginx-mod-http-ndk libnginx-mod-http-lua lua-resty-core lua-resty-lrucache`"
                 )
             assert self.settings.secret is not None  # Settings refuses tokens without one
             env = {**os.environ, render.LEASE_TOKEN_KEY_ENV: lease_token_key(self.settings.secret)}

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from authsvc.settings import IdentityMode
+from authsvc.settings import IdentityMode, Settings
 from canwatch_edge import render
+from canwatch_edge.settings import EdgeSettings
 
 from edge_harness import HOST, Player, StackFactory, ko
 from harness import need_binary
@@ -72,3 +73,28 @@ def test_internal_routes_and_cors_list_when_exposed(start_stack: StackFactory) -
     assert other.status_code == 200
     assert "Access-Control-Allow-Origin" not in other.headers
     player.close()
+
+
+def test_lease_tokens_render_for_debians_nginx_and_for_openresty(tmp_path: Path) -> None:
+    """Debian's nginx loads the Lua module (nginx -t accepts the result here); OpenResty has it
+    built in, and its render differs by exactly the load_module lines."""
+    nginx = need_binary("nginx", "nginx")
+    settings = Settings(secret="s" * 32, lease_token_s=10)
+    rendered = {}
+    for flavour in ("debian", "openresty"):
+        edge = EdgeSettings(nginx=flavour, tls_port=0, origin_url="http://127.0.0.1:19998")
+        config = render.EdgeConfig.from_settings(settings, edge, tmp_path / flavour, None)
+        render.render(config)
+        rendered[flavour] = {p.name: p.read_text() for p in config.prefix.glob("*.*") if p.is_file()}
+    render.check(nginx, tmp_path / "debian")
+    debian, openresty = rendered["debian"], rendered["openresty"]
+    assert set(debian) == set(openresty)
+    assert "set_by_lua_file" in debian["lease-token-gate.conf"]
+    for name in debian:
+        ours = debian[name].replace(str(tmp_path / "debian"), "PREFIX")
+        theirs = openresty[name].replace(str(tmp_path / "openresty"), "PREFIX")
+        if name != "nginx.conf":
+            assert ours == theirs, name
+    only_debian = set(debian["nginx.conf"].splitlines()) - set(openresty["nginx.conf"].replace(
+        str(tmp_path / "openresty"), str(tmp_path / "debian")).splitlines())  # fmt: skip
+    assert only_debian == {f"load_module {module};" for module in render.LUA_MODULES}

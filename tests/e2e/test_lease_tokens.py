@@ -1,6 +1,6 @@
 """Lease tokens checked inside nginx (AUTHSVC_LEASE_TOKEN_S): a decision authsvc allowed
 comes back as a cookie scoped to the stream, and nginx serves that player's fetches of
-that stream by checking it in-process (njs) until it expires. Every other token falls
+that stream by checking it in-process (Lua) until it expires. Every other token falls
 through to the exact decision, which never turns a refusal into an allow."""
 
 from __future__ import annotations

@@ -150,7 +150,9 @@ def test_compose_runs_each_part_as_an_operator_would() -> None:
     assert nginx_cmd[nginx_cmd.index("-e") + 1] == "stderr"
     assert "user" not in services["nginx"]  # the master binds as root, workers drop it
     # Every edge can be given the lease tokens' key (AUTHSVC_LEASE_TOKEN_S reaches the renderer).
-    edges = [name for name, service in services.items() if str(service.get("image", "")).startswith("nginx:")]
+    edges = [
+        name for name, service in services.items() if str(service.get("image", "")).startswith("openresty/")
+    ]
     assert len(edges) == 3, edges
     for name in edges:
         assert services[name]["environment"][LEASE_TOKEN_KEY_ENV] == "${CANWATCH_EDGE_LEASE_TOKEN_KEY:-}", (

@@ -1,7 +1,7 @@
 """The docs' copy-paste nginx snippet (docs/edge.md, "Copying it into your own nginx") is a
 configuration nginx accepts: pasted as it stands into the main, http and server contexts
 its comments name, with only its placeholders (the authsvc address, the origin, the
-folder of gate.js) pointed at real things, `nginx -t` passes."""
+folder of the Lua check) pointed at real things, `nginx -t` passes."""
 
 from __future__ import annotations
 
@@ -36,13 +36,15 @@ def snippet() -> dict[str, str]:
 def test_the_docs_snippet_is_a_configuration_nginx_accepts(tmp_path: Path) -> None:
     nginx = need_binary("nginx", "nginx")
     parts = snippet()
-    # gate.js as `authsvc edge-config` renders it, where the snippet's js_path says.
-    js_dir = tmp_path / "canwatch"
-    js_dir.mkdir()
-    template = render.TEMPLATES.joinpath("gate.js").read_text()
-    (js_dir / "gate.js").write_text(render.substitute(template, {"lease_token_s": "30"}))
-    assert "js_path /etc/nginx/canwatch/;" in parts["http"]
-    http = parts["http"].replace("js_path /etc/nginx/canwatch/;", f"js_path {js_dir}/;")
+    # The Lua check as `authsvc edge-config` writes it, where the snippet looks for it.
+    lua_dir = tmp_path / "canwatch"
+    lua_dir.mkdir()
+    for name in ("lease_token.lua", "lease_token_valid.lua"):
+        (lua_dir / name).write_text(render.TEMPLATES.joinpath(name).read_text())
+    assert '"/etc/nginx/canwatch/?.lua;;"' in parts["http"]
+    assert "/etc/nginx/canwatch/lease_token_valid.lua" in parts["server"]
+    http = parts["http"].replace("/etc/nginx/canwatch/", f"{lua_dir}/")
+    parts["server"] = parts["server"].replace("/etc/nginx/canwatch/", f"{lua_dir}/")
     assert "server 10.0.0.5:9005;" in http  # a placeholder nginx resolves as it is
     conf = tmp_path / "nginx.conf"
     conf.write_text(
