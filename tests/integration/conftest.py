@@ -13,7 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from canwatch_stack.procs import free_port
+
 from harness import RedisServer, Topology
+from inprocess import ADMIN_TOKEN, Serve, Service, serving
 from topologies import ClusterTopology, SentinelTopology, started
 
 TOPOLOGIES = [
@@ -57,3 +60,30 @@ def topology(request: pytest.FixtureRequest, redis_server: RedisServer) -> Topol
         return redis_server
     value: Topology = request.getfixturevalue(f"redis_{name}")
     return value
+
+
+# The in-process tests' apps (tests/support/inprocess.py): built from Settings, in this process.
+
+
+@pytest.fixture
+def serve(redis_server: RedisServer) -> Iterator[Serve]:
+    """Start the app of ``Settings(...)`` with these overrides (see ``inprocess.serving``)."""
+    with serving(redis_server.url) as start:
+        yield start
+
+
+@pytest.fixture
+def service(serve: Serve) -> Service:
+    """The app with no admin token."""
+    return serve()
+
+
+@pytest.fixture
+def no_redis(serve: Serve) -> Service:
+    """The app on a Redis address that nothing listens on."""
+    return serve(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_ms=100)
+
+
+@pytest.fixture
+def admin_service(serve: Serve) -> Service:
+    return serve(admin_token=ADMIN_TOKEN)

@@ -8,34 +8,13 @@ process-level tests (test_admin.py, test_bad_input.py) expect.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from canwatch_stack.procs import free_port
 
-from harness import RedisServer
-from inprocess import ADMIN_TOKEN, LIMIT, Serve, Service, denied, expect, lease, refused, serving
+from inprocess import ADMIN_TOKEN, LIMIT, Serve, Service, denied, expect, lease, refused
 
 SHAPE = 'Body must be {"limit": n} with 0 <= n <= 10000, or {"limit": null}.'
-
-
-@pytest.fixture
-def serve(redis_server: RedisServer) -> Iterator[Serve]:
-    """Start the app of ``Settings(...)`` with these overrides (see ``inprocess.serving``)."""
-    with serving(redis_server.url) as start:
-        yield start
-
-
-@pytest.fixture
-def service(serve: Serve) -> Service:
-    """The app with no admin token."""
-    return serve()
-
-
-@pytest.fixture
-def admin_service(serve: Serve) -> Service:
-    return serve(admin_token=ADMIN_TOKEN)
 
 
 # --- admin

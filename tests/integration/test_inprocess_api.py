@@ -9,38 +9,16 @@ answers are those that the process-level tests (test_api.py, test_bad_input.py) 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
 
 from authsvc.ids import IdCodec
-from canwatch_stack.procs import free_port
 
-from harness import RedisServer
-from inprocess import LIMIT, SECRET, TTL_MS, Serve, Service, expect, foreign_id, lease, refused, serving
+from inprocess import LIMIT, SECRET, TTL_MS, Serve, Service, expect, foreign_id, lease, refused
 from until import until
 
 API_OPS = ("activate", "deactivate", "heartbeat")
-
-
-@pytest.fixture
-def serve(redis_server: RedisServer) -> Iterator[Serve]:
-    """Start the app of ``Settings(...)`` with these overrides (see ``inprocess.serving``)."""
-    with serving(redis_server.url) as start:
-        yield start
-
-
-@pytest.fixture
-def service(serve: Serve) -> Service:
-    """The app with no admin token."""
-    return serve()
-
-
-@pytest.fixture
-def no_redis(serve: Serve) -> Service:
-    """The app on a Redis address that nothing listens on."""
-    return serve(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_ms=100)
 
 
 def test_new_ids_carry_the_mac_of_their_kind(service: Service) -> None:

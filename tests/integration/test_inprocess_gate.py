@@ -10,14 +10,12 @@ those that the process-level tests (test_gate.py) expect.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from authsvc.leasetoken import TokenIssuer
 from canwatch_stack.procs import free_port
 
-from harness import RedisServer
 from inprocess import (
     FORGED,
     LIMIT,
@@ -29,29 +27,8 @@ from inprocess import (
     expect,
     foreign_id,
     refused,
-    serving,
 )
 from until import until
-
-
-@pytest.fixture
-def serve(redis_server: RedisServer) -> Iterator[Serve]:
-    """Start the app of ``Settings(...)`` with these overrides (see ``inprocess.serving``)."""
-    with serving(redis_server.url) as start:
-        yield start
-
-
-@pytest.fixture
-def service(serve: Serve) -> Service:
-    """The app with no admin token."""
-    return serve()
-
-
-@pytest.fixture
-def no_redis(serve: Serve) -> Service:
-    """The app on a Redis address that nothing listens on."""
-    return serve(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_ms=100)
-
 
 # --- the gate
 
