@@ -55,9 +55,11 @@ def free_token_check(prefix: Path) -> None:
     token mode's cost lies. nginx still checks the cookie's shape ($cw_lease_claim), but
     the Lua check is never called: any well-shaped token is taken. Benchmarks only."""
     conf = prefix / "lease-token-gate.conf"
-    text = conf.read_text()
-    if "if ($cw_lease_valid)" not in text:
+    lines = conf.read_text().splitlines(keepends=True)
+    calls = [line for line in lines if line.lstrip().startswith("set_by_lua_file $cw_lease_valid ")]
+    if len(calls) != 1 or not any("if ($cw_lease_valid)" in line for line in lines):
         raise RuntimeError(f"{conf}: no token check to replace")
+    text = "".join(line for line in lines if line not in calls)
     conf.write_text(text.replace("if ($cw_lease_valid)", "if ($cw_lease_claim)"))
 
 

@@ -50,7 +50,7 @@ DEFAULTS: dict[str, str] = {
     "CANWATCH_EDGE_LOGS": "stdio",
     # Written out so the render does not depend on who runs it; the Pod runs nginx as an
     # unprivileged uid from the start, so nginx ignores the directive.
-    "CANWATCH_EDGE_USER": "nobody",
+    "CANWATCH_EDGE_USER": "nobody nogroup",
     # "auto" would count the node's cores, not the container's CPU limit.
     "CANWATCH_EDGE_WORKERS": "2",
     # The OpenResty image: its Lua module, which checks lease tokens, is built in.

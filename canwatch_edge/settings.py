@@ -74,8 +74,9 @@ def _resolver(raw: str) -> str | None:
 
 
 def _user(raw: str) -> str | None:
-    if raw and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", raw):
-        raise ValueError("must be a user name like nginx or www-data")
+    # nginx's `user` takes a group after the user (by default a group of the user's name).
+    if raw and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}( [a-z_][a-z0-9_-]{0,31})?", raw):
+        raise ValueError("must be a user name like www-data, and a group after it if need be")
     return raw or None
 
 
@@ -123,7 +124,7 @@ class EdgeSettings:
     resolver: str | None = setting(
         None, _resolver, "DNS servers nginx re-resolves authsvc's name with (compose: 127.0.0.11)"
     )
-    user: str | None = setting(None, _user, "user nginx's workers run as when started as root")
+    user: str | None = setting(None, _user, "user (and group) nginx's workers run as when started as root")
     logs: str = setting("files", choice("files", "stdio"), "nginx logs: files in its prefix, or stdio")
     nginx: str = setting(
         "debian",
