@@ -76,6 +76,8 @@ PLAYER = resources.files(__package__).joinpath("player")  # the page's static fi
 IDENTITY_NAMES = {"header": ("userid",), "jwt": ("token",)}
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's; ca-certificates installs it
+# How much longer than authsvc's Redis timeout nginx waits for authsvc's answer.
+AUTHSVC_MARGIN_MS = 500
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class EdgeConfig:
     nginx_user: str | None = None
     nginx_logs: str = "files"  # or "stdio"
     lease_token_s: float = 0.0  # lease tokens checked by nginx (Lua); 0 = every fetch asks authsvc
+    redis_timeout_ms: int = 250  # authsvc's: its slowest answer, which bounds nginx's wait
     nginx: str = "debian"  # or "openresty", whose Lua module is built in
     # Where nginx finds the files copied beside the configuration (the Lua check) when it
     # runs them from elsewhere (a Kubernetes ConfigMap); default the prefix.
@@ -152,6 +155,7 @@ class EdgeConfig:
             nginx_user=edge.user,
             nginx_logs=edge.logs,
             lease_token_s=settings.lease_token_s,
+            redis_timeout_ms=settings.redis_timeout_ms,
             nginx=edge.nginx,
         )
 
@@ -305,6 +309,9 @@ def _values(config: EdgeConfig) -> dict[str, str]:
         "prefix": str(config.prefix),
         # The lease-token check's Lua files are copied beside the configuration.
         "lua_dir": str(config.conf_dir or config.prefix),
+        # A little over authsvc's slowest answer: its Redis timeout, and room for a busy
+        # event loop.
+        "authsvc_timeout": f"{config.redis_timeout_ms + AUTHSVC_MARGIN_MS}ms",
         "user_line": user_line,
         "worker_processes": str(config.worker_processes or "auto"),
         "host": config.host,

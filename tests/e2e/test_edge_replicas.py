@@ -3,13 +3,17 @@ goes on deciding on the other; only requests in flight at that moment may fail."
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import threading
 import time
 from dataclasses import dataclass
 
 import pytest
 import requests
+
+from canwatch_edge import render
 
 from edge_harness import PLAYLIST, Player, StackFactory
 from until import until
@@ -122,3 +126,42 @@ def gate_decisions_at(api_url: str) -> float:
     text = requests.get(f"{api_url}/metrics", timeout=5).text
     pattern = r'^authsvc_decisions_total\{[^}]*kind="gate"[^}]*\} (\S+)$'
     return sum(float(m.group(1)) for m in re.finditer(pattern, text, re.MULTILINE))
+
+
+def test_a_hung_replica_costs_a_bounded_wait(start_stack: StackFactory) -> None:
+    """One of two replicas stopped (SIGSTOP: it accepts connections, answers nothing). The
+    gate moves on to the other after a little over authsvc's Redis timeout, not nginx's
+    default; an activation sent to it (never resent: a PATCH) is a JSON 503 at that bound."""
+    stack = start_stack(why="two authsvc replicas, one of them stopped", api_replicas=2, redis_timeout_ms=250)
+    bound_s = (250 + render.AUTHSVC_MARGIN_MS) / 1000
+    player = Player(stack.url)
+    user, stream = player.new_user(), player.new_stream()
+    assert player.activate(user, stream).status_code == 200
+    hung = stack.procs["authsvc-2"]
+    os.killpg(hung.pid, signal.SIGSTOP)
+    try:
+        slowest = {"gate": 0.0, "api": 0.0}
+        answers: dict[str, set[int]] = {"gate": set(), "api": set()}
+        send = {
+            "gate": lambda: player.watch(stream, user).status_code,
+            "api": lambda: player.activate(user, stream).status_code,
+        }
+        # nginx takes turns between the replicas, and leaves one that timed out alone for
+        # 2 s (max_fails): each round waits that out, then sends two of one kind (one of
+        # which meets the stopped replica), then two of the other.
+        for first, then in [("api", "gate"), ("gate", "api")] * 2:
+            for kind in (first, first, then, then):
+                started = time.monotonic()
+                answers[kind].add(send[kind]())
+                slowest[kind] = max(slowest[kind], time.monotonic() - started)
+            time.sleep(2.1)
+        # Every fetch allowed, through the live replica; every activation answered, a 503
+        # where it met the stopped one.
+        assert answers == {"gate": {200}, "api": {200, 503}}, answers
+        # nginx waited the bound, not its defaults (60 s) or the 3 s it had: about the bound
+        # for the gate (then the other replica), and for the activation's 503.
+        assert bound_s <= slowest["gate"] < bound_s + 1.5, slowest
+        assert bound_s <= slowest["api"] < bound_s + 1.5, slowest
+    finally:
+        os.killpg(hung.pid, signal.SIGCONT)
+    player.close()
