@@ -50,6 +50,7 @@ COMMON = (
     "error-pages.conf",
     "ungated.conf",
     "follow-cookie.conf",
+    "identity-follow.conf",
     "player.conf",
     "hygiene.conf",
     "realip.conf",
@@ -70,6 +71,23 @@ LUA_MODULES = (
 # How nginx gets the lease tokens' key (never the secret itself): in its environment.
 LEASE_TOKEN_KEY_ENV = "CANWATCH_EDGE_LEASE_TOKEN_KEY"
 PLAYER = resources.files(__package__).joinpath("player")  # the page's static files
+
+# What the identity is called in each mode: the query parameter and the cookie that carry
+# it, the variable nginx derived it into, and the characters it may hold.
+IDENTITY_FORMS = {
+    "header": {
+        "identity_param": "userid",
+        "identity_cookie": "cw_userid",
+        "identity_used": "$cw_user",
+        "identity_chars": "A-Za-z0-9._~:@%-",
+    },
+    "jwt": {
+        "identity_param": "token",
+        "identity_cookie": "cw_token",
+        "identity_used": "$cw_token",
+        "identity_chars": "A-Za-z0-9._-",
+    },
+}
 
 # Names a query (or path) must not carry toward the origin, per identity mode, and
 # what the access log withholds in any mode.
@@ -331,6 +349,7 @@ def _values(config: EdgeConfig) -> dict[str, str]:
         "cors_credentials_map": credentials_map,
         "gate_unreachable": "@gate_fail_open" if config.fail_open else "/_errors/gate-unreachable",
         "identity": config.identity,
+        **IDENTITY_FORMS[config.identity],
         "ungated_include": "        include ungated.conf;" if config.ungated else "",
         **_lease_token_values(config),
         "tls_include": "        include tls.conf;" if config.tls_port else "",
@@ -370,7 +389,6 @@ def render(config: EdgeConfig, templates: Traversable = TEMPLATES) -> Path:
     values = _values(config)
     chosen = {
         "identity.conf": f"identity-{config.identity}.conf",
-        "identity-follow.conf": f"identity-follow-{config.identity}.conf",
         "internal.conf": "internal-exposed.conf" if config.expose_internal else "internal-hidden.conf",
         "origin.conf": "origin-demo.conf" if config.demo_root is not None else "origin-external.conf",
         "nginx.conf": MAIN,
