@@ -54,7 +54,7 @@ def free_token_check(prefix: Path) -> None:
     """In an edge rendered with lease tokens: the check made free, for measuring where the
     token mode's cost lies. nginx still checks the cookie's shape ($cw_lease_claim), but
     the Lua check is never called: any well-shaped token is taken. Benchmarks only."""
-    conf = prefix / "lease-token-gate.conf"
+    conf = prefix / "part-gate-lease-token.conf"
     lines = conf.read_text().splitlines(keepends=True)
     calls = [line for line in lines if line.lstrip().startswith("set_by_lua_file $cw_lease_valid ")]
     if len(calls) != 1 or not any("if ($cw_lease_valid)" in line for line in lines):

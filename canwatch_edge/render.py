@@ -48,7 +48,6 @@ COMMON = (
     "cors-preflight.conf",
     "errors.conf",
     "error-pages.conf",
-    "ungated.conf",
     "follow-cookie.conf",
     "identity-follow.conf",
     "player.conf",
@@ -56,11 +55,21 @@ COMMON = (
     "realip.conf",
     "gate-checks.conf",
     "api-proxy.conf",
-    "lease-token-http.conf",
-    "lease-token-server.conf",
-    "lease-token-gate.conf",
     "lease_token.lua",
     "lease_token_valid.lua",
+)
+# The optional parts, each copied only when its switch is on (see canwatch.conf).
+PARTS = (
+    "part-main-user.conf",
+    "part-main-lua.conf",
+    "part-main-lease-token.conf",
+    "part-http-lease-token.conf",
+    "part-http-resolver.conf",
+    "part-server-tls.conf",
+    "part-server-lease-token.conf",
+    "part-server-ungated.conf",
+    "part-gate-lease-token.conf",
+    "part-origin-tls.conf",
 )
 # Debian's OpenResty core (libnginx-mod-http-ndk, libnginx-mod-http-lua): the lease tokens'
 # check inside nginx. The Lua module needs the development kit loaded first.
@@ -198,16 +207,6 @@ def _origin(url: str) -> tuple[str, str, str, str]:
     return parts.scheme, f"{host}:{port}", host_header, path
 
 
-def _origin_tls(scheme: str) -> str:
-    if scheme != "https":
-        return "# (the origin is plain HTTP: no certificate to verify)"
-    # nginx does not verify an upstream's certificate unless told to.
-    return (
-        "# Verify the origin's certificate against the system's CAs (nginx does not by default).\n"
-        f"proxy_ssl_verify on;\nproxy_ssl_verify_depth 4;\nproxy_ssl_trusted_certificate {CA_BUNDLE};"
-    )
-
-
 def _api_servers(config: EdgeConfig) -> str:
     """The ``server`` lines of the authsvc upstream, one per replica."""
     upstreams = config.api_upstreams
@@ -249,46 +248,30 @@ def tls_hosts(host: str) -> tuple[str, ...]:
     return hosts if host in ("0.0.0.0", "", *hosts) else (*hosts, host)
 
 
-def _resolver(config: EdgeConfig) -> tuple[str, str]:
-    """(http-level lines, proxy_pass target) for reaching authsvc."""
-    if config.resolver is None:
-        return "", "http://canwatch_authsvc"
-    lines = (
-        "    # CANWATCH_EDGE_RESOLVER: authsvc's name is looked up again every 10 s, so a recreated\n"
-        "    # container is found. The price: proxy_pass through a variable bypasses the\n"
-        "    # upstream block, so no keepalive pool (a TCP handshake per decision).\n"
-        f"    resolver {config.resolver} valid=10s ipv6=off;\n"
-        "    resolver_timeout 2s;\n"
-        "    map $host $cw_authsvc_address {\n"
-        f'        default "{config.api_upstreams[0]}";\n'
-        "    }"
-    )
-    return lines, "http://$cw_authsvc_address"
-
-
-def _lease_token_values(config: EdgeConfig) -> dict[str, str]:
-    subject = _lease_subject(config.identity == "jwt")
-    if not config.lease_token_s:
-        off = "# (lease tokens off: AUTHSVC_LEASE_TOKEN_S=0)"
-        return {
-            "lease_token_main": off,
-            "lease_token_http": "",
-            "lease_token_server": "",
-            "lease_token_gate": "",
-            "lease_token_s": "0",
-            **subject,
-        }
-    return {
-        "lease_token_main": "".join(
-            f"load_module {module};\n" for module in (LUA_MODULES if config.nginx == "debian" else ())
-        )
-        + f"env {LEASE_TOKEN_KEY_ENV};",
-        "lease_token_http": "    include lease-token-http.conf;",
-        "lease_token_server": "        include lease-token-server.conf;",
-        "lease_token_gate": "            include lease-token-gate.conf;",
-        "lease_token_s": str(max(1, math.ceil(config.lease_token_s))),
-        **subject,
+def _parts(config: EdgeConfig, https_origin: bool) -> tuple[str, ...]:
+    """The optional parts this edge has."""
+    tokens = bool(config.lease_token_s)
+    wanted = {
+        "part-main-user.conf": _nginx_user(config) is not None,
+        "part-main-lua.conf": tokens and config.nginx == "debian",
+        "part-main-lease-token.conf": tokens,
+        "part-http-lease-token.conf": tokens,
+        "part-http-resolver.conf": config.resolver is not None,
+        "part-server-tls.conf": bool(config.tls_port),
+        "part-server-lease-token.conf": tokens,
+        "part-server-ungated.conf": config.ungated,
+        "part-gate-lease-token.conf": tokens,
+        "part-origin-tls.conf": https_origin,
     }
+    return tuple(name for name in PARTS if wanted[name])
+
+
+def _nginx_user(config: EdgeConfig) -> str | None:
+    """The workers' user: the one set, else root when started as root (as `nobody` they
+    could not read a private directory nor write the prefix), else none applies."""
+    if config.nginx_user:
+        return config.nginx_user
+    return "root" if os.geteuid() == 0 else None
 
 
 def _lease_subject(jwt: bool) -> dict[str, str]:
@@ -298,12 +281,14 @@ def _lease_subject(jwt: bool) -> dict[str, str]:
     which a jwt-mode token ends in (authsvc/leasetoken.py)."""
     if not jwt:
         return {
-            "lease_token_user": "    set $cw_gate_user $cw_gate_identity;  # the identity the token binds",
+            "lease_token_user_var": "$cw_gate_identity",
+            "lease_token_user_is": "the identity the token binds",
             "lease_subject_re": "",
             "lease_subject_claim": "",
         }
     return {
-        "lease_token_user": "    set $cw_gate_user $cw_lease_subject;  # jwt mode: the token's subject",
+        "lease_token_user_var": "$cw_lease_subject",
+        "lease_token_user_is": "in jwt mode, the token's subject",
         "lease_subject_re": rf"\.(?<cw_lease_subject>{WELL_FORMED.pattern})",
         "lease_subject_claim": r"$cw_lease_subject\n",
     }
@@ -312,16 +297,7 @@ def _lease_subject(jwt: bool) -> dict[str, str]:
 def _values(config: EdgeConfig) -> dict[str, str]:
     scheme, server, host_header, path = _origin(config.origin_url)
     origin_map, credentials_map = _cors_maps(config.cors_origins)
-    resolver, authsvc_pass = _resolver(config)
     networks = [n for n in config.trusted_proxies.split(",") if n]
-    if config.nginx_user:
-        user_line = f"user {config.nginx_user};"
-    elif os.geteuid() == 0:
-        # Started as root, nginx would switch its workers to `nobody`, which cannot read
-        # files under a private directory (a pytest tmp dir) nor write this prefix.
-        user_line = "# Workers keep the user who started the stack (see canwatch_edge/render.py).\nuser root;"
-    else:
-        user_line = "# Started unprivileged: workers run as this user, no `user` directive applies."
     stdio = config.nginx_logs == "stdio"
     return {
         "prefix": str(config.prefix),
@@ -330,7 +306,12 @@ def _values(config: EdgeConfig) -> dict[str, str]:
         # A little over authsvc's slowest answer: its Redis timeout, and room for a busy
         # event loop.
         "authsvc_timeout": f"{config.redis_timeout_ms + AUTHSVC_MARGIN_MS}ms",
-        "user_line": user_line,
+        "nginx_user": _nginx_user(config) or "",
+        "lua_ndk_module": LUA_MODULES[0],
+        "lua_module": LUA_MODULES[1],
+        "ca_bundle": CA_BUNDLE,
+        "lease_token_s": str(max(1, math.ceil(config.lease_token_s))) if config.lease_token_s else "0",
+        **_lease_subject(config.identity == "jwt"),
         "worker_processes": str(config.worker_processes or "auto"),
         "host": config.host,
         "port": str(config.port),
@@ -342,7 +323,6 @@ def _values(config: EdgeConfig) -> dict[str, str]:
         "origin_host": host_header,
         "origin_host_name": host_header.split(":")[0],
         "origin_path": path,
-        "origin_tls": _origin_tls(scheme),
         "api_rate": str(config.api_rate),
         "api_burst": str(config.api_rate),
         "cors_origin_map": origin_map,
@@ -350,17 +330,16 @@ def _values(config: EdgeConfig) -> dict[str, str]:
         "gate_unreachable": "@gate_fail_open" if config.fail_open else "/_errors/gate-unreachable",
         "identity": config.identity,
         **IDENTITY_FORMS[config.identity],
-        "ungated_include": "        include ungated.conf;" if config.ungated else "",
-        **_lease_token_values(config),
-        "tls_include": "        include tls.conf;" if config.tls_port else "",
         "tls_port": str(config.tls_port),
         "tls_cert": config.tls_cert or "",
         "tls_key": config.tls_key or "",
         "set_real_ip_from": "\n".join(f"set_real_ip_from {n};" for n in networks)
         or "# (CANWATCH_EDGE_TRUSTED_PROXIES is empty: every client's own address is used)",
         "trusted_geo": "\n".join(f"    {n} 1;" for n in networks),
-        "resolver": resolver,
-        "authsvc_pass": authsvc_pass,
+        "resolver": config.resolver or "",
+        "authsvc_address": config.api_upstreams[0],
+        # Through a variable when authsvc's name is looked up again (part-http-resolver.conf).
+        "authsvc_pass": "http://$cw_authsvc_address" if config.resolver else "http://canwatch_authsvc",
         "error_log": "stderr" if stdio else f"{config.prefix}/error.log",
         "access_log": "/dev/stdout" if stdio else f"{config.prefix}/access.log",
         "identity_like": identity_like(IDENTITY_NAMES[config.identity], config.identity == "jwt"),
@@ -387,16 +366,20 @@ def render(config: EdgeConfig, templates: Traversable = TEMPLATES) -> Path:
     nothing outside the prefix is touched.
     """
     values = _values(config)
+    https_origin = urlsplit(config.origin_url).scheme == "https"
     chosen = {
         "identity.conf": f"identity-{config.identity}.conf",
         "internal.conf": "internal-exposed.conf" if config.expose_internal else "internal-hidden.conf",
         "origin.conf": "origin-demo.conf" if config.demo_root is not None else "origin-external.conf",
         "nginx.conf": MAIN,
-        **({"tls.conf": "tls.conf"} if config.tls_port else {}),
     }
-    files = {**{name: name for name in COMMON}, **chosen}
+    files = {**{name: name for name in (*COMMON, *_parts(config, https_origin))}, **chosen}
     config.prefix.mkdir(parents=True, exist_ok=True)
     (config.prefix / "tmp").mkdir(exist_ok=True)
+    # Rendered again into the same prefix (a reload): a part switched off must go, or its
+    # pattern would still include it.
+    for stale in config.prefix.glob("part-*.conf"):
+        stale.unlink()
     for target, source in files.items():
         text = templates.joinpath(source).read_text(encoding="utf-8")
         (config.prefix / target).write_text(substitute(text, values, source))

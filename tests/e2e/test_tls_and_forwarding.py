@@ -75,7 +75,7 @@ def test_http2_through_the_gate(player: Player, edge: Deployment) -> None:
 def test_only_tls_1_2_and_newer(edge: Deployment) -> None:
     stack = own_stack(edge)
     assert stack.local_tls is not None
-    conf = (stack.prefix / "tls.conf").read_text()
+    conf = (stack.prefix / "part-server-tls.conf").read_text()
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf
     for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
         context = ssl.create_default_context(cafile=str(stack.local_tls.ca))
