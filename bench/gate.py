@@ -66,7 +66,7 @@ def free_token_check(prefix: Path) -> None:
 def reload(stack: Stack, token_s: float = 0.0, free_check: bool = False) -> None:
     """Render the edge with this lease-token lifetime (its check free with ``free_check``)
     and reload nginx; return once only workers with the new configuration are left."""
-    edge = replace(stack.edge, lease_token_s=token_s)
+    edge = replace(stack.edge, settings=replace(stack.edge.settings, lease_token_s=token_s))
     render.render(edge)
     if free_check:
         free_token_check(edge.prefix)

@@ -60,11 +60,10 @@ def edge_copy(stack: Stack, root: Path, token_s: float) -> tuple[Path, int]:
     edge = replace(
         stack.edge,
         prefix=root,
-        port=port,
-        demo_root=None,
-        origin_url=f"http://127.0.0.1:{stack.ports.origin_port}",
-        lease_token_s=token_s,
-        worker_processes=1,
+        settings=replace(stack.edge.settings, lease_token_s=token_s),
+        edge=replace(
+            stack.edge.edge, port=port, origin_url=f"http://127.0.0.1:{stack.ports.origin_port}", workers=1
+        ),
     )
     render.render(edge)
     single_worker(root / "nginx.conf", port)

@@ -28,7 +28,7 @@ def edge_config(args: argparse.Namespace) -> int:
         if edge.tls_port and not edge.tls_cert:
             local = tls.local_tls(prefix / "tls", render.tls_hosts(edge.host))
             own = (str(local.cert), str(local.key))
-        main_file = render.render(render.EdgeConfig.from_settings(settings, edge, prefix, demo, own))
+        main_file = render.render(render.EdgeConfig(settings, edge, prefix, demo, tls=own))
     except SettingsError as exc:
         print(f"authsvc: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,6 @@ an annotation, so that a test can render it again and find it unchanged.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -80,8 +79,7 @@ def render_files(env: Mapping[str, str], prefix: str = PREFIX) -> dict[str, str]
         )
     with tempfile.TemporaryDirectory(prefix="canwatch-k8s-") as tmp:
         out = Path(tmp) / "edge"
-        config = render.EdgeConfig.from_settings(settings, edge, out, None)
-        render.render(dataclasses.replace(config, conf_dir=out / "conf"))
+        render.render(render.EdgeConfig(settings, edge, out, conf_dir=out / "conf"))
         return {
             str(path.relative_to(out)): path.read_text(encoding="utf-8").replace(str(out), prefix)
             for path in sorted(out.rglob("*"))

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from authsvc.ids import WELL_FORMED
-from authsvc.settings import IdentityMode, Settings, SettingsError
+from authsvc.settings import Settings, SettingsError
 
 from . import demo
 from .settings import EdgeSettings
@@ -109,82 +109,43 @@ AUTHSVC_MARGIN_MS = 500
 
 @dataclass(frozen=True)
 class EdgeConfig:
-    """Everything the nginx edge is rendered from."""
+    """What the edge is rendered from: the service's public settings, the edge's own, and
+    where this rendering goes. Everything else is read from the two settings objects."""
 
+    settings: Settings
+    edge: EdgeSettings
     prefix: Path  # nginx's own directory: config, pid, logs, temp files
-    port: int
-    origin_url: str  # scheme://host[:port][/path] the gate proxies to
-    demo_root: Path | None = None  # serve the demo origin from here on origin_port
-    origin_port: int = 9006
-    host: str = "127.0.0.1"
-    # host:port of every authsvc replica.
-    api_upstreams: tuple[str, ...] = ("127.0.0.1:9005",)
-    identity: IdentityMode = "header"
-    fail_open: bool = False
-    expose_internal: bool = False
-    api_rate: int = 200
-    cors_origins: str = "*"
-    worker_processes: int = 0  # 0 = one per core
+    demo_root: Path | None = None  # serve the demo origin from here (no origin URL set)
+    demo_port: int = 9006
+    # (certificate, key) to use when the edge's settings name none (a local CA's).
+    tls: tuple[str, str] | None = None
     ungated: bool = False  # the benchmark's baseline location /open/
-    tls_port: int = 0  # 0 = no TLS
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    trusted_proxies: str = ""  # comma-separated CIDRs
-    resolver: str | None = None  # re-resolve authsvc's name with these DNS servers
-    nginx_user: str | None = None
-    nginx_logs: str = "files"  # or "stdio"
-    lease_token_s: float = 0.0  # lease tokens checked by nginx (Lua); 0 = every fetch asks authsvc
-    redis_timeout_ms: int = 250  # authsvc's: its slowest answer, which bounds nginx's wait
-    nginx: str = "debian"  # or "openresty", whose Lua module is built in
     # Where nginx finds the files copied beside the configuration (the Lua check) when it
     # runs them from elsewhere (a Kubernetes ConfigMap); default the prefix.
     conf_dir: Path | None = None
 
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        edge: EdgeSettings,
-        prefix: Path,
-        demo_root: Path | None,
-        tls: tuple[str, str] | None = None,
-        demo_port: int = 9006,
-    ) -> EdgeConfig:
-        """The edge for these settings; the demo origin is served from ``demo_root`` on
-        ``demo_port`` when no origin URL is set. ``tls`` is the (certificate, key) to use
-        when CANWATCH_EDGE_TLS_CERT/KEY are not set."""
-        demo = edge.origin_url is None
-        cert, key = (edge.tls_cert, edge.tls_key) if edge.tls_cert else (tls or (None, None))
-        if edge.tls_port and cert is None:
+    def __post_init__(self) -> None:
+        if self.edge.tls_port and self.tls_files is None:
             raise SettingsError(
                 "CANWATCH_EDGE_TLS_PORT needs a certificate: "
                 "set CANWATCH_EDGE_TLS_CERT and CANWATCH_EDGE_TLS_KEY"
             )
-        return cls(
-            prefix=prefix,
-            port=edge.port,
-            origin_url=edge.origin_url or f"http://127.0.0.1:{demo_port}",
-            demo_root=demo_root if demo else None,
-            origin_port=demo_port,
-            host=edge.host,
-            api_upstreams=edge.authsvc,
-            identity=settings.identity,
-            fail_open=settings.fail_open,
-            expose_internal=edge.expose_internal,
-            api_rate=edge.api_rate,
-            cors_origins=edge.cors_origins,
-            worker_processes=edge.workers,
-            tls_port=edge.tls_port,
-            tls_cert=cert,
-            tls_key=key,
-            trusted_proxies=edge.trusted_proxies,
-            resolver=edge.resolver,
-            nginx_user=edge.user,
-            nginx_logs=edge.logs,
-            lease_token_s=settings.lease_token_s,
-            redis_timeout_ms=settings.redis_timeout_ms,
-            nginx=edge.nginx,
-        )
+        _origin(self.origin_url)  # SettingsError on a URL nginx could not be given
+
+    @property
+    def origin_url(self) -> str:
+        """The origin the gate proxies to: the edge's, else the demo origin."""
+        return self.edge.origin_url or f"http://127.0.0.1:{self.demo_port}"
+
+    @property
+    def serves_demo(self) -> bool:
+        return self.edge.origin_url is None and self.demo_root is not None
+
+    @property
+    def tls_files(self) -> tuple[str, str] | None:
+        if self.edge.tls_cert and self.edge.tls_key:
+            return self.edge.tls_cert, self.edge.tls_key
+        return self.tls
 
 
 def _origin(url: str) -> tuple[str, str, str, str]:
@@ -209,7 +170,7 @@ def _origin(url: str) -> tuple[str, str, str, str]:
 
 def _api_servers(config: EdgeConfig) -> str:
     """The ``server`` lines of the authsvc upstream, one per replica."""
-    upstreams = config.api_upstreams
+    upstreams = config.edge.authsvc
     # max_fails=1 fail_timeout=2s: a replica that refused a connection is left out for
     # 2 s, then tried again by one request (a restarted replica is back that soon).
     return "\n".join(f"        server {u} max_fails=1 fail_timeout=2s;" for u in upstreams)
@@ -250,14 +211,14 @@ def tls_hosts(host: str) -> tuple[str, ...]:
 
 def _parts(config: EdgeConfig, https_origin: bool) -> tuple[str, ...]:
     """The optional parts this edge has."""
-    tokens = bool(config.lease_token_s)
+    tokens = bool(config.settings.lease_token_s)
     wanted = {
         "part-main-user.conf": _nginx_user(config) is not None,
-        "part-main-lua.conf": tokens and config.nginx == "debian",
+        "part-main-lua.conf": tokens and config.edge.nginx == "debian",
         "part-main-lease-token.conf": tokens,
         "part-http-lease-token.conf": tokens,
-        "part-http-resolver.conf": config.resolver is not None,
-        "part-server-tls.conf": bool(config.tls_port),
+        "part-http-resolver.conf": config.edge.resolver is not None,
+        "part-server-tls.conf": bool(config.edge.tls_port),
         "part-server-lease-token.conf": tokens,
         "part-server-ungated.conf": config.ungated,
         "part-gate-lease-token.conf": tokens,
@@ -269,8 +230,8 @@ def _parts(config: EdgeConfig, https_origin: bool) -> tuple[str, ...]:
 def _nginx_user(config: EdgeConfig) -> str | None:
     """The workers' user: the one set, else root when started as root (as `nobody` they
     could not read a private directory nor write the prefix), else none applies."""
-    if config.nginx_user:
-        return config.nginx_user
+    if config.edge.user:
+        return config.edge.user
     return "root" if os.geteuid() == 0 else None
 
 
@@ -296,53 +257,57 @@ def _lease_subject(jwt: bool) -> dict[str, str]:
 
 def _values(config: EdgeConfig) -> dict[str, str]:
     scheme, server, host_header, path = _origin(config.origin_url)
-    origin_map, credentials_map = _cors_maps(config.cors_origins)
-    networks = [n for n in config.trusted_proxies.split(",") if n]
-    stdio = config.nginx_logs == "stdio"
+    origin_map, credentials_map = _cors_maps(config.edge.cors_origins)
+    networks = [n for n in config.edge.trusted_proxies.split(",") if n]
+    stdio = config.edge.logs == "stdio"
     return {
         "prefix": str(config.prefix),
         # The lease-token check's Lua files are copied beside the configuration.
         "lua_dir": str(config.conf_dir or config.prefix),
         # A little over authsvc's slowest answer: its Redis timeout, and room for a busy
         # event loop.
-        "authsvc_timeout": f"{config.redis_timeout_ms + AUTHSVC_MARGIN_MS}ms",
+        "authsvc_timeout": f"{config.settings.redis_timeout_ms + AUTHSVC_MARGIN_MS}ms",
         "nginx_user": _nginx_user(config) or "",
         "lua_ndk_module": LUA_MODULES[0],
         "lua_module": LUA_MODULES[1],
         "ca_bundle": CA_BUNDLE,
-        "lease_token_s": str(max(1, math.ceil(config.lease_token_s))) if config.lease_token_s else "0",
-        **_lease_subject(config.identity == "jwt"),
-        "worker_processes": str(config.worker_processes or "auto"),
-        "host": config.host,
-        "port": str(config.port),
+        "lease_token_s": str(max(1, math.ceil(config.settings.lease_token_s)))
+        if config.settings.lease_token_s
+        else "0",
+        **_lease_subject(config.settings.identity == "jwt"),
+        "worker_processes": str(config.edge.workers or "auto"),
+        "host": config.edge.host,
+        "port": str(config.edge.port),
         "api_servers": _api_servers(config),
-        "origin_port": str(config.origin_port),
-        "origin_root": str(config.demo_root or ""),
+        "origin_port": str(config.demo_port),
+        "origin_root": str(config.demo_root if config.serves_demo else ""),
         "origin_scheme": scheme,
         "origin_server": server,
         "origin_host": host_header,
         "origin_host_name": host_header.split(":")[0],
         "origin_path": path,
-        "api_rate": str(config.api_rate),
-        "api_burst": str(config.api_rate),
+        "api_rate": str(config.edge.api_rate),
+        "api_burst": str(config.edge.api_rate),
         "cors_origin_map": origin_map,
         "cors_credentials_map": credentials_map,
-        "gate_unreachable": "@gate_fail_open" if config.fail_open else "/_errors/gate-unreachable",
-        "identity": config.identity,
-        **IDENTITY_FORMS[config.identity],
-        "tls_port": str(config.tls_port),
-        "tls_cert": config.tls_cert or "",
-        "tls_key": config.tls_key or "",
+        "gate_unreachable": "@gate_fail_open" if config.settings.fail_open else "/_errors/gate-unreachable",
+        "identity": config.settings.identity,
+        **IDENTITY_FORMS[config.settings.identity],
+        "tls_port": str(config.edge.tls_port),
+        "tls_cert": (config.tls_files or ("", ""))[0],
+        "tls_key": (config.tls_files or ("", ""))[1],
         "set_real_ip_from": "\n".join(f"set_real_ip_from {n};" for n in networks)
         or "# (CANWATCH_EDGE_TRUSTED_PROXIES is empty: every client's own address is used)",
         "trusted_geo": "\n".join(f"    {n} 1;" for n in networks),
-        "resolver": config.resolver or "",
-        "authsvc_address": config.api_upstreams[0],
+        "resolver": config.edge.resolver or "",
+        "authsvc_address": config.edge.authsvc[0],
         # Through a variable when authsvc's name is looked up again (part-http-resolver.conf).
-        "authsvc_pass": "http://$cw_authsvc_address" if config.resolver else "http://canwatch_authsvc",
+        "authsvc_pass": "http://$cw_authsvc_address" if config.edge.resolver else "http://canwatch_authsvc",
         "error_log": "stderr" if stdio else f"{config.prefix}/error.log",
         "access_log": "/dev/stdout" if stdio else f"{config.prefix}/access.log",
-        "identity_like": identity_like(IDENTITY_NAMES[config.identity], config.identity == "jwt"),
+        "identity_like": identity_like(
+            IDENTITY_NAMES[config.settings.identity], config.settings.identity == "jwt"
+        ),
         "any_identity_like": identity_like(("userid", "token"), jwt_shaped=True),
     }
 
@@ -368,9 +333,9 @@ def render(config: EdgeConfig, templates: Traversable = TEMPLATES) -> Path:
     values = _values(config)
     https_origin = urlsplit(config.origin_url).scheme == "https"
     chosen = {
-        "identity.conf": f"identity-{config.identity}.conf",
-        "internal.conf": "internal-exposed.conf" if config.expose_internal else "internal-hidden.conf",
-        "origin.conf": "origin-demo.conf" if config.demo_root is not None else "origin-external.conf",
+        "identity.conf": f"identity-{config.settings.identity}.conf",
+        "internal.conf": "internal-exposed.conf" if config.edge.expose_internal else "internal-hidden.conf",
+        "origin.conf": "origin-demo.conf" if config.serves_demo else "origin-external.conf",
         "nginx.conf": MAIN,
     }
     files = {**{name: name for name in (*COMMON, *_parts(config, https_origin))}, **chosen}

@@ -111,10 +111,9 @@ class Stack:
         if edge_settings.tls_port and not edge_settings.tls_cert:
             self.local_tls = tls.local_tls(self.run_dir / "tls", render.tls_hosts(edge_settings.host))
         own = (str(self.local_tls.cert), str(self.local_tls.key)) if self.local_tls else None
-        edge = render.EdgeConfig.from_settings(
-            self.settings, edge_settings, self.prefix, demo_root, own, self.ports.origin_port
+        self.edge = render.EdgeConfig(
+            self.settings, edge_settings, self.prefix, demo_root, self.ports.origin_port, own, self.ungated
         )
-        self.edge = replace(edge, ungated=self.ungated)
 
     @property
     def url(self) -> str:
@@ -228,10 +227,10 @@ class Stack:
 
     def start_nginx(self) -> None:
         """Render the edge (and the demo origin's files), check and start nginx."""
-        if self.edge.demo_root is not None:
+        if self.edge.serves_demo and self.edge.demo_root is not None:
             render.write_demo_origin(self.edge.demo_root)
         render.render(self.edge)
-        demo_port = self.ports.origin_port if self.edge.demo_root is not None else None
+        demo_port = self.ports.origin_port if self.edge.serves_demo else None
         env = None
         if self.settings.lease_token_s:
             if not all(Path(module).exists() for module in render.LUA_MODULES):
@@ -313,7 +312,7 @@ def quick_start(stack: Stack) -> str:
         head.append(f"  TLS and HTTP/2: {stack.tls_url}{ca}")
     head.append("")
     # The demo origin's playlist, or a path the platform's own origin serves.
-    path = "P=demo/playlist.m3u8" if stack.edge.demo_root is not None else "P=<a path on your origin>"
+    path = "P=demo/playlist.m3u8" if stack.edge.serves_demo else "P=<a path on your origin>"
     if s.identity == "jwt" and s.jwt_secret:
         claims = '{"sub": sys.argv[1], "exp": int(time.time()) + 3600' + (
             f', "aud": "{s.jwt_audience}"}}' if s.jwt_audience else "}"

@@ -33,14 +33,15 @@ def test_every_combination_of_switches_passes_nginx_t(tmp_path: Path) -> None:
     checked = 0
     for n, (identity, fail_open, expose, origin, cors) in enumerate(switches):
         config = render.EdgeConfig(
-            prefix=tmp_path / f"edge{n}",
-            port=20_000 + n,
-            origin_url=origin or "http://127.0.0.1:19998",
-            demo_root=None if origin else tmp_path / "origin",
-            identity=identity,
-            fail_open=fail_open,
-            expose_internal=expose,
-            cors_origins=cors,
+            Settings(
+                identity=identity, fail_open=fail_open, jwt_secret="k" * 32 if identity == "jwt" else None
+            ),
+            EdgeSettings(
+                port=20_000 + n, tls_port=0, origin_url=origin, expose_internal=expose, cors_origins=cors
+            ),
+            tmp_path / f"edge{n}",
+            demo_root=tmp_path / "origin",
+            demo_port=19998,
             ungated=n % 2 == 1,
         )
         conf = render.render(config)
@@ -83,7 +84,7 @@ def test_lease_tokens_render_for_debians_nginx_and_for_openresty(tmp_path: Path)
     rendered = {}
     for flavour in ("debian", "openresty"):
         edge = EdgeSettings(nginx=flavour, tls_port=0, origin_url="http://127.0.0.1:19998")
-        config = render.EdgeConfig.from_settings(settings, edge, tmp_path / flavour, None)
+        config = render.EdgeConfig(settings, edge, tmp_path / flavour)
         render.render(config)
         rendered[flavour] = {
             p.name: p.read_text().replace(str(config.prefix), "PREFIX") for p in config.prefix.glob("*.*")

@@ -158,10 +158,11 @@ def test_a_hung_replica_costs_a_bounded_wait(start_stack: StackFactory) -> None:
         # Every fetch allowed, through the live replica; every activation answered, a 503
         # where it met the stopped one.
         assert answers == {"gate": {200}, "api": {200, 503}}, answers
-        # nginx waited the bound, not its defaults (60 s) or the 3 s it had: about the bound
-        # for the gate (then the other replica), and for the activation's 503.
-        assert bound_s <= slowest["gate"] < bound_s + 1.5, slowest
-        assert bound_s <= slowest["api"] < bound_s + 1.5, slowest
+        # nginx waited the bound (the gate, then the other replica; the activation, then its
+        # 503), not the 3 s (gate) and 5 s (API) it had: under 2.5 s with room for a loaded
+        # machine, and at least the bound, so the stopped replica was met.
+        assert bound_s <= slowest["gate"] < 2.5, slowest
+        assert bound_s <= slowest["api"] < 2.5, slowest
     finally:
         os.killpg(hung.pid, signal.SIGCONT)
     player.close()

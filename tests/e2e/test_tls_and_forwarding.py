@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from authsvc.settings import Settings
 from canwatch_edge import render, tls
+from canwatch_edge.settings import EdgeSettings
 from canwatch_stack.supervisor import Stack
 
 from edge_harness import PLAYLIST, Deployment, Player, StackFactory, access_entry, ko
@@ -205,17 +207,19 @@ def test_tls_proxies_resolver_and_stdio_logs_render_a_config_nginx_accepts(tmp_p
     local = tls.local_tls(tmp_path / "tls")
     for n, identity in enumerate(("header", "jwt")):
         config = render.EdgeConfig(
-            prefix=tmp_path / f"edge{n}",
-            port=20_000,
-            origin_url="https://127.0.0.2:8443/live",
-            identity=identity,  # type: ignore[arg-type]
-            tls_port=20_443,
-            tls_cert=str(local.cert),
-            tls_key=str(local.key),
-            trusted_proxies="10.0.0.0/8,2001:db8::/32",
-            resolver="127.0.0.11",
-            nginx_user="www-data",
-            nginx_logs="stdio",
+            Settings(identity=identity, jwt_secret="k" * 32 if identity == "jwt" else None),  # type: ignore[arg-type]
+            EdgeSettings(
+                port=20_000,
+                origin_url="https://127.0.0.2:8443/live",
+                tls_port=20_443,
+                tls_cert=str(local.cert),
+                tls_key=str(local.key),
+                trusted_proxies="10.0.0.0/8,2001:db8::/32",
+                resolver="127.0.0.11",
+                user="www-data",
+                logs="stdio",
+            ),
+            tmp_path / f"edge{n}",
         )
         render.render(config)
         out = subprocess.run(render.command(nginx, config.prefix, "-t", "-q"), capture_output=True, text=True)
