@@ -147,6 +147,29 @@ def redis_commands(stack: Stack) -> int:
     return sum(int(m.group(1)) for m in re.finditer(r"calls=(\d+)", out))
 
 
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a process (/proc/PID/stat), 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * TICK_S
+
+
+def cpu_of_parts(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of authsvc, Redis and nginx's workers."""
+    master = stack.procs["nginx"].pid
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return {
+        "authsvc": cpu_s(stack.procs["authsvc"].pid),
+        "redis": cpu_s(stack.procs["redis"].pid),
+        "nginx": sum(cpu_s(int(pid)) for pid in children),
+    }
+
+
 def make_players(stack: Stack, count: int) -> list[tuple[str, str, str]]:
     """(stream, user, lease token) for ``count`` active pairs; the token from the first
     gated fetch, as a player gets it."""
@@ -243,24 +266,28 @@ def measure(stack: Stack, plain_url: str, run_dir: Path, args: argparse.Namespac
         for mode, (token_s, url, prefix, suffix) in plan.items():
             reload(stack, token_s, free_check=mode == "token_free")
             check_bytes(url_of, mode, players, segment)
-            before = redis_commands(stack)
+            before, cpu_before = redis_commands(stack), cpu_of_parts(stack)
             result = wrk(url, pairs, prefix, suffix, args)
-            after = redis_commands(stack)
+            after, cpu_after = redis_commands(stack), cpu_of_parts(stack)
             result["redis_per_fetch"] = (after - before) / max(1.0, result["requests"])
+            for part in cpu_after:
+                spent = cpu_after[part] - cpu_before[part]
+                result[f"{part}_us"] = spent * 1e6 / max(1.0, result["requests"])
             if result["bytes"] / max(1.0, result["requests"]) < len(segment):
                 result["bad"] += result["requests"]  # something smaller than the segment came back
             runs[mode].append(result)
             print(
                 f"round {n + 1}  {mode:10} {result['rps']:8.0f} req/s  p50 {result['p50']:6.2f} ms  "
                 f"p99 {result['p99']:6.2f} ms  redis/fetch {result['redis_per_fetch']:.3f}  "
-                f"bad {result['bad']:.0f}",
+                f"CPU us/fetch: nginx {result['nginx_us']:5.1f} authsvc {result['authsvc_us']:5.1f} "
+                f"redis {result['redis_us']:4.1f}  bad {result['bad']:.0f}",
                 flush=True,
             )
     return report(runs, args.players)
 
 
 def report(runs: dict[str, list[Run]], players: int) -> int:
-    keys = ("rps", "p50", "p99", "redis_per_fetch")
+    keys = ("rps", "p50", "p99", "redis_per_fetch", "nginx_us", "authsvc_us", "redis_us")
     medians = {mode: {k: statistics.median(r[k] for r in rs) for k in keys} for mode, rs in runs.items()}
     plain = medians["plain"]
     ungated = medians.get("ungated")
@@ -275,6 +302,12 @@ def report(runs: dict[str, list[Run]], players: int) -> int:
             f"  {mode:10} {m['rps']:8.0f}  {m['rps'] / plain['rps']:5.2f}x  {to_ungated}  {m['p50']:7.2f}"
             f"  {m['p99']:7.2f}  {m['p99'] / plain['p99']:8.2f}x  {m['redis_per_fetch']:16.3f}"
             f"  {players / m['rps']:6.2f} s"
+        )
+    print("\nCPU per fetch (us, from /proc; median of the rounds)")
+    for mode, m in medians.items():
+        print(
+            f"  {mode:10} nginx {m['nginx_us']:6.1f}  authsvc {m['authsvc_us']:6.1f}"
+            f"  redis {m['redis_us']:5.1f}"
         )
     # The machine's speed drifts within a run (other tenants): each round's ratio compares
     # runs seconds apart, the medians above runs minutes apart. Both are printed.
