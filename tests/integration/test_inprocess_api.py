@@ -86,12 +86,18 @@ def test_activate_at_the_limit_is_403_with_the_active_streams(service: Service) 
     expect(service.active(user), 200, {"status": "ok", "userId": user, "limit": LIMIT, "streams": leases})
 
 
-def test_activate_at_the_limit_evicts_the_oldest_when_told(serve: Serve) -> None:
-    service = serve(limit_policy="evict_oldest")
+def at_the_limit(service: Service) -> tuple[str, list[str]]:
+    """A new user holding LIMIT streams, and one stream more of theirs to ask for."""
     user = service.new_id("user")
     streams = [service.new_id("stream") for _ in range(LIMIT + 1)]
-    for s in streams[:LIMIT]:
-        service.started(user, s)
+    for stream in streams[:LIMIT]:
+        service.started(user, stream)
+    return user, streams
+
+
+def test_activate_at_the_limit_evicts_the_oldest_when_told(serve: Serve) -> None:
+    service = serve(limit_policy="evict_oldest")
+    user, streams = at_the_limit(service)
     answer = service.activate(user, streams[LIMIT])
     expect(
         answer,
@@ -112,10 +118,7 @@ def test_activate_at_the_limit_evicts_the_oldest_when_told(serve: Serve) -> None
 
 def test_activate_at_the_limit_in_shadow_mode_admits_and_says_so(serve: Serve) -> None:
     service = serve(enforce=False)
-    user = service.new_id("user")
-    streams = [service.new_id("stream") for _ in range(LIMIT + 1)]
-    for s in streams[:LIMIT]:
-        service.started(user, s)
+    user, streams = at_the_limit(service)
     answer = service.activate(user, streams[LIMIT])
     expect(
         answer,
@@ -183,10 +186,7 @@ def test_other_methods_are_405(service: Service, op: str) -> None:
 
 
 def test_deactivate_ends_an_active_lease_and_frees_its_slot(service: Service) -> None:
-    user = service.new_id("user")
-    streams = [service.new_id("stream") for _ in range(LIMIT + 1)]
-    for s in streams[:LIMIT]:
-        service.started(user, s)
+    user, streams = at_the_limit(service)
     answer = service.call("deactivate", user, streams[0])
     expect(answer, 200, {"status": "ok", "streamId": streams[0], "wasActive": True})
     assert service.activate(user, streams[LIMIT]).body["outcome"] == "admitted"
