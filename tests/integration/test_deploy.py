@@ -125,7 +125,8 @@ def test_compose_edge_settings_render_a_config_nginx_accepts(tmp_path: Path) -> 
     assert "listen 0.0.0.0:9443 ssl http2;" in (prefix / "part-server-tls.conf").read_text()
     # Logs on stdio, and authsvc's name looked up again through Docker's DNS.
     assert "error_log stderr warn;" in conf and "access_log /dev/stdout canwatch" in conf
-    assert "resolver 127.0.0.11 valid=10s" in conf and "proxy_pass http://$cw_authsvc_address;" in conf
+    resolver = (prefix / "part-http-resolver.conf").read_text()
+    assert "resolver 127.0.0.11 valid=10s" in resolver and "proxy_pass http://$cw_authsvc_address;" in conf
     assert "canwatch_authsvc;" not in conf.replace("upstream canwatch_authsvc", "")
 
 
