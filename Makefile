@@ -9,6 +9,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
 PYTEST := $(PY) -m pytest -p no:cacheprovider
+# `make` alone sets up the Python environment, as before any target was added.
+.DEFAULT_GOAL := $(READY)
 
 # The docs site: the settings page generated from `authsvc settings`, then a strict build
 # (a broken link or a page missing from the navigation fails it) into site/.

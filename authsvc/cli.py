@@ -13,6 +13,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from . import __version__, admincli, logs
 from .settings import Settings, SettingsError, documented, unknown_variables
@@ -30,7 +31,7 @@ def parts() -> list[ModuleType]:
     return [entry.load() for entry in entry_points(group="authsvc.parts")]
 
 
-def _settings_classes() -> tuple[type, ...]:
+def _settings_classes() -> tuple[Any, ...]:
     return (Settings, *(cls for part in parts() for cls in part.SETTINGS))
 
 
@@ -99,14 +100,20 @@ def lease_token_key() -> int:
 
 
 def check() -> int:
+    """Every part's settings read and validated; unknown names of their prefixes warned of."""
+    classes = _settings_classes()
     try:
-        Settings.from_env()
+        for cls in classes:
+            cls.from_env()
     except SettingsError as exc:
         print(f"authsvc: {exc}", file=sys.stderr)
         return 2
-    for cls in _settings_classes():
+    # Read by nginx itself, not by a settings class.
+    not_settings = {"CANWATCH_EDGE_LEASE_TOKEN_KEY"}
+    for cls in classes:
         for name in unknown_variables(cls):
-            print(f"authsvc: warning: {name} is not a setting (a typo?)", file=sys.stderr)
+            if name not in not_settings:
+                print(f"authsvc: warning: {name} is not a setting (a typo?)", file=sys.stderr)
     print("settings ok")
     return 0
 
@@ -165,8 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     admincli.add_parser(sub)
     commands: dict[str, Command] = {}
-    for part in parts():
-        commands.update(part.add_commands(sub))
+    # The service's own commands load no other part: `authsvc serve` runs the service alone.
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in ("serve", "lease-token-key", "admin"):
+        for part in parts():
+            commands.update(part.add_commands(sub))
     args = parser.parse_args(argv)
     if args.command == "serve":
         if args.workers < 1:

@@ -48,7 +48,7 @@ class IdentityResolver:
         """The caller's identity, from ``x-userid`` (header mode) or the bearer token (jwt
         mode) only. Players that cannot set headers put it in a cookie or a query
         parameter: nginx alone turns those into these headers, so that the identity it
-        keys its micro-cache on is the one decided for. Raises IdentityError (401 for a
+        binds a lease token to is the one decided for. Raises IdentityError (401 for a
         missing identity at the gate, 400 on the API, as the seed did)."""
         if self._jwt_mode:
             return self._from_token(headers)

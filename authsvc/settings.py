@@ -250,6 +250,36 @@ class Settings:
         return cls(**read_env(cls, os.environ if env is None else env))
 
 
+def _public(name: str) -> Any:
+    """A field of PublicSettings: Settings' own, default, parser and meaning."""
+    (original,) = (f for f in fields(Settings) if f.name == name)
+    return field(default=original.default, metadata=original.metadata)
+
+
+@dataclass(frozen=True)
+class PublicSettings:
+    """What authsvc's settings tell the parts around it (the edge): read from the same
+    AUTHSVC_* variables, holding no secret and needing none to be read."""
+
+    PREFIX: ClassVar[str] = PREFIX
+    READER: ClassVar[str] = "authsvc"
+
+    identity: IdentityMode = _public("identity")
+    fail_open: bool = _public("fail_open")
+    lease_token_s: float = _public("lease_token_s")
+    redis_timeout_ms: int = _public("redis_timeout_ms")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PublicSettings:
+        """Read them; raise SettingsError naming a bad value (or an old name still set)."""
+        return cls(**read_env(cls, os.environ if env is None else env))
+
+    @classmethod
+    def of(cls, settings: Settings) -> PublicSettings:
+        """The public part of a service's settings."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+
+
 def _check_public_key(pem: str, algorithms: tuple[str, ...]) -> None:
     """Stop start-up on a key that could never verify a token, rather than answer 401."""
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -303,7 +333,7 @@ RENAMED = {
 
 # Settings that are gone, and why: set, they stop start-up rather than be ignored.
 RETIRED = {
-    "CANWATCH_EDGE_GATE_CACHE_S": "the micro-cache of gate decisions is retired; lease tokens "
+    "AUTHSVC_GATE_CACHE_S": "the micro-cache of gate decisions is retired; lease tokens "
     "(AUTHSVC_LEASE_TOKEN_S) do its job, and measured faster with real players",
 }
 
@@ -328,8 +358,10 @@ def read_env(cls: Any, source: Mapping[str, str]) -> dict[str, Any]:
         if old in source:
             raise SettingsError(f"{old} was renamed {new}: set {new} instead")
     for old, why in RETIRED.items():
-        if old in source or old.replace("CANWATCH_EDGE_", "AUTHSVC_") in source:
-            raise SettingsError(f"{old}: {why}")
+        # Under its old name, or under the name it would have had (the edge's prefix).
+        for name in (old, old.replace("AUTHSVC_", "CANWATCH_EDGE_")):
+            if name in source:
+                raise SettingsError(f"{name}: {why}")
     values: dict[str, Any] = {}
     for f in fields(cls):
         name = env_name(cls, f)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from authsvc.settings import Settings, SettingsError
+from authsvc.settings import PublicSettings, SettingsError
 
 from . import render, tls
 from .settings import EdgeSettings
@@ -19,7 +19,7 @@ SETTINGS = (EdgeSettings,)
 def edge_config(args: argparse.Namespace) -> int:
     """Render the edge (and, without an origin URL, the demo origin) under ``args.out``."""
     try:
-        settings, edge = Settings.from_env(), EdgeSettings.from_env()
+        settings, edge = PublicSettings.from_env(), EdgeSettings.from_env()
         prefix = Path(args.out).resolve()
         demo = prefix / "origin" if edge.origin_url is None else None
         if demo is not None:

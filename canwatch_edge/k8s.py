@@ -3,7 +3,7 @@ edge Deployment of ``deploy/k8s/base/`` runs it with, as ConfigMaps.
 
     python -m canwatch_edge.k8s [--out FILE] [NAME=value ...]   (make k8s-config)
 
-In the Pod, nginx's prefix ``/edge`` is an emptyDir (pid file, temp files, cache); the
+In the Pod, nginx's prefix ``/edge`` is an emptyDir (pid file, temp files); the
 configuration files are the ConfigMap ``edge-config`` mounted read-only at ``/edge/conf``
 (nginx resolves the relative ``include``s against the main file's folder), the player page
 is ``edge-player`` at ``/edge/player``; the lease tokens' Lua check is read from the
@@ -17,12 +17,13 @@ import argparse
 import sys
 import tempfile
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from authsvc.settings import Settings, SettingsError, unknown_variables
+from authsvc.settings import PublicSettings, Settings, SettingsError, env_name, unknown_variables
 
 from . import render
 from .settings import EdgeSettings
@@ -70,7 +71,7 @@ def render_files(env: Mapping[str, str], prefix: str = PREFIX) -> dict[str, str]
     """Every file ``authsvc edge-config`` writes for ``env``, by path under the prefix, as
     rendered for a prefix of ``prefix`` (rendered into a temporary folder, whose path is
     then replaced)."""
-    settings, edge = Settings.from_env(env), EdgeSettings.from_env(env)
+    settings, edge = PublicSettings.from_env(env), EdgeSettings.from_env(env)
     if edge.origin_url is None:
         raise SettingsError("CANWATCH_EDGE_ORIGIN_URL: set the origin to gate (no demo origin here)")
     if edge.tls_port and not edge.tls_cert:
@@ -90,7 +91,11 @@ def render_files(env: Mapping[str, str], prefix: str = PREFIX) -> dict[str, str]
 def config_maps(env: Mapping[str, str]) -> list[dict[str, Any]]:
     """The ConfigMaps ``edge-config`` (nginx's files) and ``edge-player`` (the page)."""
     files = render_files(env)
-    shown = "".join(f"{name}={value}\n" for name, value in sorted(env.items()))
+    # A secret given on the command line is never written into a ConfigMap.
+    secret = {env_name(Settings, f) for f in fields(Settings) if f.metadata["secret"]}
+    shown = "".join(
+        f"{name}={'<hidden>' if name in secret else value}\n" for name, value in sorted(env.items())
+    )
 
     def config_map(name: str, data: dict[str, str]) -> dict[str, Any]:
         return {

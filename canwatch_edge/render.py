@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from authsvc.ids import WELL_FORMED
-from authsvc.settings import Settings, SettingsError
+from authsvc.settings import PublicSettings, SettingsError
 
 from . import demo
 from .settings import EdgeSettings
@@ -112,7 +112,7 @@ class EdgeConfig:
     """What the edge is rendered from: the service's public settings, the edge's own, and
     where this rendering goes. Everything else is read from the two settings objects."""
 
-    settings: Settings
+    settings: PublicSettings
     edge: EdgeSettings
     prefix: Path  # nginx's own directory: config, pid, logs, temp files
     demo_root: Path | None = None  # serve the demo origin from here (no origin URL set)

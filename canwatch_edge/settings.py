@@ -67,9 +67,9 @@ def _resolver(raw: str) -> str | None:
     addresses = [part.strip() for part in raw.split(",") if part.strip()]
     for address in addresses:
         try:
-            ipaddress.ip_address(address)
+            ipaddress.IPv4Address(address)
         except ValueError:
-            raise ValueError(f"{address[:50]!r} is not an IP address") from None
+            raise ValueError(f"{address[:50]!r} is not an IPv4 address") from None
     return " ".join(addresses) or None
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 
 from authsvc.leasetoken import lease_token_key
-from authsvc.settings import Settings, SettingsError
+from authsvc.settings import PublicSettings, Settings, SettingsError
 from canwatch_edge import render, tls
 from canwatch_edge.settings import EdgeSettings
 
@@ -112,7 +112,13 @@ class Stack:
             self.local_tls = tls.local_tls(self.run_dir / "tls", render.tls_hosts(edge_settings.host))
         own = (str(self.local_tls.cert), str(self.local_tls.key)) if self.local_tls else None
         self.edge = render.EdgeConfig(
-            self.settings, edge_settings, self.prefix, demo_root, self.ports.origin_port, own, self.ungated
+            PublicSettings.of(self.settings),
+            edge_settings,
+            self.prefix,
+            demo_root,
+            self.ports.origin_port,
+            own,
+            self.ungated,
         )
 
     @property
@@ -233,7 +239,8 @@ class Stack:
         demo_port = self.ports.origin_port if self.edge.serves_demo else None
         env = None
         if self.settings.lease_token_s:
-            if not all(Path(module).exists() for module in render.LUA_MODULES):
+            debian = self.edge_settings.nginx == "debian"
+            if debian and not all(Path(module).exists() for module in render.LUA_MODULES):
                 raise StackError(
                     "AUTHSVC_LEASE_TOKEN_S needs nginx's Lua module: run `apt-get install -y "
                     "libnginx-mod-http-ndk libnginx-mod-http-lua lua-resty-core lua-resty-lrucache`"

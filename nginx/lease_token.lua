@@ -68,7 +68,7 @@ function M.mac(message)
     return ffi.string(digest, 32)
 end
 
--- "1" when claim, "<message>\n<mac>" as lease-token-http.conf builds it (nginx has checked
+-- "1" when claim, "<message>\n<mac>" as part-http-lease-token.conf builds it (nginx has checked
 -- its shape: the message ends in the 10-digit expiry, the MAC has 43 characters), holds a
 -- token valid now; else "". A token that claims to outlive its lifetime is not authsvc's.
 function M.valid(claim)

@@ -1,7 +1,7 @@
 """End-to-end through a real nginx: the stack the tests start on free loopback ports, or
 the deployment at HOST=http://... (using only its public API).
 
-Tests that stop Redis or authsvc, or need other settings (lease TTL, micro-cache,
+Tests that stop Redis or authsvc, or need other settings (lease TTL, lease tokens,
 fail-open, jwt mode), start a stack of their own through ``start_stack``; against HOST
 they are skipped, saying why. Nothing else is ever skipped: a missing nginx or
 redis-server fails with the command that installs it.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from authsvc.settings import IdentityMode, Settings
+from authsvc.settings import IdentityMode, PublicSettings
 from canwatch_edge import render
 from canwatch_edge.settings import EdgeSettings
 
@@ -33,9 +33,7 @@ def test_every_combination_of_switches_passes_nginx_t(tmp_path: Path) -> None:
     checked = 0
     for n, (identity, fail_open, expose, origin, cors) in enumerate(switches):
         config = render.EdgeConfig(
-            Settings(
-                identity=identity, fail_open=fail_open, jwt_secret="k" * 32 if identity == "jwt" else None
-            ),
+            PublicSettings(identity=identity, fail_open=fail_open),
             EdgeSettings(
                 port=20_000 + n, tls_port=0, origin_url=origin, expose_internal=expose, cors_origins=cors
             ),
@@ -80,7 +78,7 @@ def test_lease_tokens_render_for_debians_nginx_and_for_openresty(tmp_path: Path)
     """Debian's nginx loads the Lua module (nginx -t accepts the result here); OpenResty has it
     built in, and its render differs by exactly the part that loads it."""
     nginx = need_binary("nginx", "nginx")
-    settings = Settings(secret="s" * 32, lease_token_s=10)
+    settings = PublicSettings(lease_token_s=10)
     rendered = {}
     for flavour in ("debian", "openresty"):
         edge = EdgeSettings(nginx=flavour, tls_port=0, origin_url="http://127.0.0.1:19998")

@@ -96,3 +96,28 @@ def test_a_body_too_large_is_a_json_413_everywhere(
             status, content_type, body = send(stack, path, headers)
             assert (status, content_type) == (413, "application/json"), (kind, send.__name__, body[:200])
             assert body == b'{"status":"ko","error":"Request Entity Too Large"}', (kind, body[:200])
+
+
+def too_large_chunked(stack: Stack, path: str, headers: dict[str, str]) -> tuple[int, str, bytes]:
+    """A body over 1 MiB with no length declared: nginx finds it too large in the location
+    itself, while reading it, where only the location's own error_page lines apply."""
+    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", "Transfer-Encoding: chunked"]
+    lines += [f"{k}: {v}" for k, v in headers.items()] + ["Connection: close", "", ""]
+    chunk = b"x" * 65536
+    body = (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 20 + b"0\r\n\r\n"  # 1.25 MiB
+    answer = send_raw(stack.edge_settings.port, "\r\n".join(lines).encode() + body)
+    return answer.status, answer.headers.get("content-type", ""), answer.body
+
+
+@pytest.mark.parametrize("lease_token_s", [0, 5])
+def test_a_chunked_body_too_large_is_a_json_413_where_bodies_are_read(
+    start_stack: StackFactory, lease_token_s: int
+) -> None:
+    stack = start_stack(why=f"lease tokens {lease_token_s} s", lease_token_s=lease_token_s, lease_ttl_s=60)
+    kinds = targets(stack, "header")
+    checked = [kind for kind in ("api with identity", "gate", "lease token") if kind in kinds]
+    assert len(checked) == (3 if lease_token_s else 2)
+    for kind in checked:
+        status, content_type, body = too_large_chunked(stack, *kinds[kind])
+        assert (status, content_type) == (413, "application/json"), (kind, body[:200])
+        assert body == b'{"status":"ko","error":"Request Entity Too Large"}', (kind, body[:200])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from authsvc.settings import Settings
+from authsvc.settings import PublicSettings
 from canwatch_edge import render, tls
 from canwatch_edge.settings import EdgeSettings
 from canwatch_stack.supervisor import Stack
@@ -207,7 +207,7 @@ def test_tls_proxies_resolver_and_stdio_logs_render_a_config_nginx_accepts(tmp_p
     local = tls.local_tls(tmp_path / "tls")
     for n, identity in enumerate(("header", "jwt")):
         config = render.EdgeConfig(
-            Settings(identity=identity, jwt_secret="k" * 32 if identity == "jwt" else None),  # type: ignore[arg-type]
+            PublicSettings(identity=identity),  # type: ignore[arg-type]
             EdgeSettings(
                 port=20_000,
                 origin_url="https://127.0.0.2:8443/live",

@@ -46,8 +46,13 @@ def test_no_private_name_is_imported_across_parts() -> None:
 
 
 def test_the_service_never_loads_the_edge_or_the_stack() -> None:
+    # `authsvc serve` as far as its argument check (workers 0 is refused before it serves).
     code = (
         "import sys, authsvc.app, authsvc.cli\n"
+        "try:\n"
+        "    authsvc.cli.main(['serve', '--workers', '0'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
         "loaded = sorted(m for m in sys.modules if m.startswith(('canwatch_edge', 'canwatch_stack')))\n"
         "print(','.join(loaded))"
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from authsvc.settings import Settings, SettingsError
+from authsvc.settings import PublicSettings, SettingsError
 from canwatch_edge import render
 from canwatch_edge.settings import EdgeSettings
 from canwatch_stack.settings import StackSettings
@@ -54,7 +54,7 @@ def test_the_upstream_block_lists_every_replica(tmp_path: Path) -> None:
     edge = EdgeSettings.from_env(
         {"CANWATCH_EDGE_AUTHSVC": "10.0.0.5:9005,10.0.0.6:9005", "CANWATCH_EDGE_TLS_PORT": "0"}
     )
-    config = render.EdgeConfig(Settings(), edge, tmp_path / "edge")
+    config = render.EdgeConfig(PublicSettings(), edge, tmp_path / "edge")
     text = render.render(config).read_text()
     block = text.split("upstream canwatch_authsvc {", 1)[1].split("}", 1)[0]
     servers = [line.split()[1] for line in block.splitlines() if line.strip().startswith("server ")]
