@@ -58,19 +58,6 @@ COMMON = (
     "lease_token.lua",
     "lease_token_valid.lua",
 )
-# The optional parts, each copied only when its switch is on (see canwatch.conf).
-PARTS = (
-    "part-main-user.conf",
-    "part-main-lua.conf",
-    "part-main-lease-token.conf",
-    "part-http-lease-token.conf",
-    "part-http-resolver.conf",
-    "part-server-tls.conf",
-    "part-server-lease-token.conf",
-    "part-server-ungated.conf",
-    "part-gate-lease-token.conf",
-    "part-origin-tls.conf",
-)
 # Debian's OpenResty core (libnginx-mod-http-ndk, libnginx-mod-http-lua): the lease tokens'
 # check inside nginx. The Lua module needs the development kit loaded first.
 LUA_MODULES = (
@@ -82,7 +69,8 @@ LEASE_TOKEN_KEY_ENV = "CANWATCH_EDGE_LEASE_TOKEN_KEY"
 PLAYER = resources.files(__package__).joinpath("player")  # the page's static files
 
 # What the identity is called in each mode: the query parameter and the cookie that carry
-# it, the variable nginx derived it into, and the characters it may hold.
+# it (the parameter is also what a query must not carry toward the origin), the variable
+# nginx derived it into, and the characters it may hold.
 IDENTITY_FORMS = {
     "header": {
         "identity_param": "userid",
@@ -97,10 +85,6 @@ IDENTITY_FORMS = {
         "identity_chars": "A-Za-z0-9._-",
     },
 }
-
-# Names a query (or path) must not carry toward the origin, per identity mode, and
-# what the access log withholds in any mode.
-IDENTITY_NAMES = {"header": ("userid",), "jwt": ("token",)}
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's; ca-certificates installs it
 # How much longer than authsvc's Redis timeout nginx waits for authsvc's answer.
@@ -224,7 +208,7 @@ def _parts(config: EdgeConfig, https_origin: bool) -> tuple[str, ...]:
         "part-gate-lease-token.conf": tokens,
         "part-origin-tls.conf": https_origin,
     }
-    return tuple(name for name in PARTS if wanted[name])
+    return tuple(name for name, on in wanted.items() if on)
 
 
 def _nginx_user(config: EdgeConfig) -> str | None:
@@ -306,7 +290,7 @@ def _values(config: EdgeConfig) -> dict[str, str]:
         "error_log": "stderr" if stdio else f"{config.prefix}/error.log",
         "access_log": "/dev/stdout" if stdio else f"{config.prefix}/access.log",
         "identity_like": identity_like(
-            IDENTITY_NAMES[config.settings.identity], config.settings.identity == "jwt"
+            (IDENTITY_FORMS[config.settings.identity]["identity_param"],), config.settings.identity == "jwt"
         ),
         "any_identity_like": identity_like(("userid", "token"), jwt_shaped=True),
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,6 @@ from starlette.testclient import TestClient
 from authsvc.app import create_app
 from authsvc.ids import IdCodec, Kind
 from authsvc.settings import Settings
-from canwatch_stack.procs import free_port
 
 SECRET = "in-process-tests-secret-32chars!"
 OTHER_SECRET = "another-service-secret-32-chars!"  # ids of another deployment
@@ -176,7 +176,7 @@ def serving(redis_url: str) -> Iterator[Serve]:
                 **{
                     "redis_url": redis_url,
                     "secret": SECRET,
-                    "key_prefix": f"inproc{free_port()}:",
+                    "key_prefix": f"inproc{uuid.uuid4().hex}:",
                     "max_streams": LIMIT,
                     "lease_ttl_s": TTL_S,
                     **overrides,

@@ -114,9 +114,9 @@ def send_raw(port: int, data: bytes, host: str = HOST) -> RawAnswer:
 
 
 def log_files(run_dir: Path) -> list[Path]:
-    """Every file the stack writes as it runs, except the micro-cache's entries and Redis'
-    data (not logs: they hold keys by design)."""
-    skip = ("cache", "redis", "origin", "tls")
+    """Every file the stack writes as it runs, except Redis' data (not logs: it holds keys by
+    design), the origin's files and the local CA."""
+    skip = ("redis", "origin", "tls")
     return [
         p
         for p in run_dir.rglob("*")
