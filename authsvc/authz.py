@@ -30,10 +30,11 @@ def _bearer(call: Call) -> str:
 async def gate(call: Call) -> Reply:
     """Decide whether the caller may fetch ``X-Original-URI`` and refresh its lease.
 
-    204 with ``X-Userid`` and ``X-Stream-Id`` when allowed (and ``X-Lease-Token``, a lease
-    token, in token mode); 401 no or bad identity; 403
+    204 with ``X-Userid``, ``X-Stream-Id`` and ``X-Gate-Decision: allowed`` when allowed
+    (and ``X-Lease-Token``, a lease token, in token mode); 401 no or bad identity; 403
     with ``X-Error-Status`` 400, 403, 404 or 503 otherwise. In shadow mode and with
-    fail-open, 204 with ``X-Gate-Decision`` naming what would have been refused.
+    fail-open, 204 with ``X-Gate-Decision`` naming what would have been refused. nginx
+    logs ``X-Gate-Decision`` as the fetch's decision.
     """
     state = call.state
     path = call.headers.get("x-original-uri", "").partition("?")[0]
@@ -65,7 +66,7 @@ async def gate(call: Call) -> Reply:
                 allowed["X-Lease-Token"] = state.tokens.issue(user.user_id, stream_id)
             else:
                 allowed["X-Lease-Token"] = state.tokens.issue(_bearer(call), stream_id, user.user_id)
-        return Reply(204, None, allowed, Decision.ALLOWED)
+        return Reply(204, None, {**allowed, "X-Gate-Decision": "allowed"}, Decision.ALLOWED)
     if not state.settings.enforce:
         return Reply(204, None, {**allowed, "X-Gate-Decision": "shadow_not_active"}, Decision.SHADOW_DENIED)
     raise _deny(403, 403, "Stream Not Active", Decision.NOT_ACTIVE)

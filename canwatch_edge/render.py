@@ -44,7 +44,6 @@ PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 COMMON = (
     "authsvc-proxy.conf",
     "origin-proxy.conf",
-    "cors.conf",
     "cors-preflight.conf",
     "errors.conf",
     "error-pages.conf",
@@ -160,14 +159,12 @@ def _api_servers(config: EdgeConfig) -> str:
     return "\n".join(f"        server {u} max_fails=1 fail_timeout=2s;" for u in upstreams)
 
 
-def _cors_maps(origins: str) -> tuple[str, str]:
-    """Entries of the $cw_cors_origin and $cw_cors_credentials maps."""
-    pad = " " * 8
+def _cors_origins_re(origins: str) -> str:
+    """The regex of the listed CORS origins ($cw_cors_origin); one that matches nothing
+    with ``*``, whose cors-any.conf reads no map."""
     if origins == "*":
-        # Any page, but never with credentials: "*" and cookies do not go together.
-        return f'{pad}default "*";', ""
-    entries = [f'{pad}default "";'] + [f'{pad}"{o}" $http_origin;' for o in origins.split(",")]
-    return "\n".join(entries), f'{pad}"~." true;'
+        return "(?!)"
+    return "|".join(re.escape(origin) for origin in origins.split(","))
 
 
 def spelled(word: str) -> str:
@@ -241,7 +238,6 @@ def _lease_subject(jwt: bool) -> dict[str, str]:
 
 def _values(config: EdgeConfig) -> dict[str, str]:
     scheme, server, host_header, path = _origin(config.origin_url)
-    origin_map, credentials_map = _cors_maps(config.edge.cors_origins)
     networks = [n for n in config.edge.trusted_proxies.split(",") if n]
     stdio = config.edge.logs == "stdio"
     return {
@@ -272,8 +268,7 @@ def _values(config: EdgeConfig) -> dict[str, str]:
         "origin_path": path,
         "api_rate": str(config.edge.api_rate),
         "api_burst": str(config.edge.api_rate),
-        "cors_origin_map": origin_map,
-        "cors_credentials_map": credentials_map,
+        "cors_origins_re": _cors_origins_re(config.edge.cors_origins),
         "gate_unreachable": "@gate_fail_open" if config.settings.fail_open else "/_errors/gate-unreachable",
         "identity": config.settings.identity,
         **IDENTITY_FORMS[config.settings.identity],
@@ -320,6 +315,7 @@ def render(config: EdgeConfig, templates: Traversable = TEMPLATES) -> Path:
         "identity.conf": f"identity-{config.settings.identity}.conf",
         "internal.conf": "internal-exposed.conf" if config.edge.expose_internal else "internal-hidden.conf",
         "origin.conf": "origin-demo.conf" if config.serves_demo else "origin-external.conf",
+        "cors.conf": "cors-any.conf" if config.edge.cors_origins == "*" else "cors-listed.conf",
         "nginx.conf": MAIN,
     }
     files = {**{name: name for name in (*COMMON, *_parts(config, https_origin))}, **chosen}

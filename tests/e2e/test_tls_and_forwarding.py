@@ -4,6 +4,7 @@ local CA; the client's address and the request id as nginx passes them on."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import ssl
 import subprocess
@@ -23,6 +24,9 @@ from edge_harness import PLAYLIST, Deployment, Player, StackFactory, access_entr
 from harness import need_binary
 from recording import RecordingOrigin, send_raw
 from until import until
+
+# The edge's own request id: the time, the connection's number and the request's on it.
+EDGE_REQUEST_ID = re.compile(r"[0-9]{10}\.[0-9]{3}-[0-9]+-[0-9]+")
 
 pytestmark = pytest.mark.e2e
 
@@ -132,7 +136,7 @@ def test_forwarding_headers_from_clients_are_not_believed(
     r = requests.get(f"{stack.url}/watch/{stream}/a.ts", headers=spoof, timeout=5)
     assert r.status_code == 200
     request_id = r.headers["X-Request-ID"]
-    assert len(request_id) == 32 and request_id != "chosen-by-the-client"
+    assert EDGE_REQUEST_ID.fullmatch(request_id), request_id
     (seen,) = origin.received
     assert seen.header("X-Forwarded-For") == "127.0.0.1" and seen.header("X-Real-IP") == "127.0.0.1"
     assert seen.header("Forwarded") is None
@@ -150,7 +154,19 @@ def test_forwarding_headers_from_clients_are_not_believed(
         lambda: any(e.get("request_id") == api.headers["X-Request-ID"] for e in authsvc_lines(stack)), 5
     )
     ko(requests.get(f"{stack.url}/watch/{stream}/a.ts", timeout=5), 401)
-    assert len(requests.get(f"{stack.url}/nowhere", timeout=5).headers["X-Request-ID"]) == 32
+    assert EDGE_REQUEST_ID.fullmatch(requests.get(f"{stack.url}/nowhere", timeout=5).headers["X-Request-ID"])
+
+
+def test_every_request_gets_an_id_of_its_own(edge: Deployment) -> None:
+    # Many requests on one keep-alive connection, and many connections: the time
+    # alone repeats within a millisecond, the connection's number within a connection.
+    ids: list[str] = []
+    with requests.Session() as session:
+        ids += [session.get(f"{edge.url}/healthz", timeout=5).headers["X-Request-ID"] for _ in range(50)]
+    for _ in range(50):
+        ids.append(requests.get(f"{edge.url}/nowhere", timeout=5).headers["X-Request-ID"])
+    assert all(EDGE_REQUEST_ID.fullmatch(i) for i in ids), ids
+    assert len(set(ids)) == len(ids)
 
 
 def test_behind_a_trusted_proxy_the_real_client_counts(
@@ -183,7 +199,7 @@ def test_behind_a_trusted_proxy_the_real_client_counts(
     assert other.status_code == 200
     # A request id that does not look like one is replaced, even from a trusted proxy.
     odd = requests.get(f"{stack.url}/nowhere", headers={"X-Request-ID": "a b"}, timeout=5)
-    assert len(odd.headers["X-Request-ID"]) == 32
+    assert EDGE_REQUEST_ID.fullmatch(odd.headers["X-Request-ID"])
 
 
 def test_authsvc_reached_by_name_resolution_serves_api_and_gate(start_stack: StackFactory) -> None:
