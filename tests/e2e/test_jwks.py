@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from jwks_server import JwksServer, SigningKey
 
 from canwatch_stack.supervisor import Stack
 
 from edge_harness import HOST, Player, ko, launch
-from jwks_server import JwksServer, SigningKey
 from until import until
 
 pytestmark = pytest.mark.e2e

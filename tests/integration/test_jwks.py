@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from jwks_server import JwksServer, SigningKey
 from prometheus_client.parser import text_string_to_metric_families
 
 from canwatch_stack.procs import StackError
 
 from harness import HOST, Authsvc, AuthsvcFactory
-from jwks_server import JwksServer, SigningKey
 from races import fire_at_once
 from until import until
 
@@ -88,5 +88,5 @@ def test_start_up_refuses_clearly_when_there_is_no_key(
     )
     assert "exited with 3" in str(stopped.value) and message in str(stopped.value), stopped.value
     provider.stop()
-    with pytest.raises(StackError, match="authsvc cannot start: jwt identity has no signing key: .*refused"):
+    with pytest.raises(StackError, match=r"authsvc cannot start: jwt identity has no signing key: .*refused"):
         start_authsvc(identity="jwt", jwt_jwks_url=provider.jwks_url)
