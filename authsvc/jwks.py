@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jwt import PyJWK, PyJWKError, PyJWTError
+from jwt import PyJWK
 
 from .metrics import Metrics
 from .settings import Settings
@@ -107,7 +107,7 @@ def parse_key_set(body: bytes, algorithms: tuple[str, ...], now: float) -> KeySe
             continue
         try:
             key = PyJWK(entry)  # the key's own alg, else its type's default
-        except (PyJWKError, PyJWTError, ValueError, TypeError):
+        except Exception:  # PyJWK raises NotImplementedError (alg none), TypeError (alg a list), ...
             continue
         if key.algorithm_name in algorithms:
             keys[entry["kid"]] = key
@@ -193,14 +193,15 @@ class ProviderKeys:
             self._wake.clear()
             try:
                 await self._refresh(trigger)
-            except FetchFailed as exc:
+            except Exception as exc:  # the task must outlive any one fetch, whatever it met
                 age = time.time() - self._set.fetched_at
+                reason = exc.reason if isinstance(exc, FetchFailed) else repr(exc)
                 log.warning(
                     "jwks fetch failed: the last keys stay in use",
                     extra={
                         "url": self._url,
                         "trigger": trigger,
-                        "reason": exc.reason,
+                        "reason": reason,
                         "keys_age_s": round(age),
                     },
                 )

@@ -214,6 +214,28 @@ def test_the_last_keys_stay_in_use_while_the_provider_is_down(
     assert metric(service, "authsvc_jwks_last_success_timestamp_seconds") > fetched_at
 
 
+def test_requests_are_answered_while_the_provider_holds_a_fetch(
+    serve: Serve, provider: JwksServer, key: SigningKey
+) -> None:
+    provider.publish(key)
+    service = keyed(serve, provider, jwt_jwks_refetch_min_s=0.1, jwt_jwks_timeout_s=60)
+    provider.hold()
+    refused(ask(service, key.token("ivy", kid="new-key")), 401, UNKNOWN)
+    assert until(lambda: provider.held() == 1, timeout=10)  # the fetch it caused hangs
+    admitted(ask(service, key.token("ivy")), "ivy")
+    refused(ask(service, key.token("ivy", kid="new-key")), 401, UNKNOWN)
+    assert provider.held() == 1  # answered while the provider still holds the fetch
+    provider.release()
+    assert until(lambda: fetches(service, "unknown_kid", "ok") == 1, timeout=10)
+
+
+def test_start_up_refuses_a_provider_that_does_not_answer_in_time(serve: Serve, provider: JwksServer) -> None:
+    provider.hold()
+    with pytest.raises(KeysUnavailable, match="timed out"):
+        keyed(serve, provider, jwt_jwks_timeout_s=0.5)
+    assert provider.held() == 1
+
+
 def test_start_up_refuses_when_the_provider_cannot_be_reached(serve: Serve, provider: JwksServer) -> None:
     provider.stop()
     with pytest.raises(
@@ -274,6 +296,8 @@ def _unusable_keys() -> bytes:
                 },
                 {"kty": "OKP", "kid": "ed", "crv": "Ed448", "x": "AAAA"},
                 {"kty": "XYZ", "kid": "what"},
+                {"kty": "oct", "kid": "unsigned", "k": "AA", "alg": "none"},
+                {**SigningKey("RS256").jwk(), "alg": ["RS256"]},
                 SigningKey("RS256").jwk(use="enc"),
                 {k: v for k, v in SigningKey("RS256").jwk().items() if k != "kid"},
                 rs512,
@@ -289,7 +313,7 @@ BAD_DOCUMENTS = {
     "no keys array": (b'{"keys": "none"}', "no keys array"),
     "empty": (b'{"keys": []}', "none of its 0 keys"),
     "huge": (b'{"keys": [' + b" " * MAX_BYTES + b"]}", f"larger than {MAX_BYTES} bytes"),
-    "unsupported keys": (_unusable_keys(), "none of its 7 keys has a kid and verifies RS256, ES256"),
+    "unsupported keys": (_unusable_keys(), "none of its 9 keys has a kid and verifies RS256, ES256"),
 }
 
 

@@ -58,6 +58,9 @@ class JwksServer:
         self._lock = threading.Lock()
         self._jwks = b'{"keys": []}'
         self.claimed_issuer: str | None = None  # the discovery document's issuer, if not the asked one
+        self._holding = False
+        self._released = threading.Event()
+        self._held = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -79,6 +82,22 @@ class JwksServer:
         with self._lock:
             self._jwks = body
 
+    def hold(self) -> None:
+        """A hung provider: requests are taken and left unanswered until ``release``."""
+        with self._lock:
+            self._holding = True
+            self._released.clear()
+
+    def release(self) -> None:
+        with self._lock:
+            self._holding = False
+            self._released.set()
+
+    def held(self) -> int:
+        """Requests taken and not yet answered."""
+        with self._lock:
+            return self._held
+
     def fetches(self) -> int:
         """Requests for the JWKS so far."""
         with self._lock:
@@ -93,6 +112,7 @@ class JwksServer:
 
     def stop(self) -> None:
         """The provider down: nothing listens on its port any more."""
+        self.release()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -108,6 +128,13 @@ class JwksServer:
                 path = self.path.split("?")[0]
                 with provider._lock:
                     provider.hits[path] += 1
+                    holding = provider._holding
+                    provider._held += holding
+                if holding:
+                    provider._released.wait(60)  # bounded: a test that forgets still ends
+                    with provider._lock:
+                        provider._held -= 1
+                with provider._lock:
                     jwks = provider._jwks
                 if path == JWKS_PATH:
                     self._answer(200, jwks)
@@ -119,11 +146,14 @@ class JwksServer:
                     self._answer(404, b'{"error": "not found"}')
 
             def _answer(self, status: int, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up on a held answer (its timeout)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the tests read the counts, not a log on stderr
