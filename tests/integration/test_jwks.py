@@ -90,3 +90,17 @@ def test_start_up_refuses_clearly_when_there_is_no_key(
     provider.stop()
     with pytest.raises(StackError, match=r"authsvc cannot start: jwt identity has no signing key: .*refused"):
         start_authsvc(identity="jwt", jwt_jwks_url=provider.jwks_url)
+
+
+def test_each_worker_fetches_the_keys_for_itself(start_authsvc: AuthsvcFactory, provider: JwksServer) -> None:
+    key = SigningKey("ES256")
+    provider.publish(key)
+    service = start_authsvc(workers=2, identity="jwt", jwt_jwks_url=provider.jwks_url)
+    # /healthz answered once a worker was up: wait for the other one's start-up fetch.
+    assert until(lambda: provider.fetches() == 2, timeout=30)
+    r = requests.get(
+        f"{service.url}/streams/active", headers={"Authorization": f"Bearer {key.token('zoe')}"}, timeout=5
+    )
+    assert (r.status_code, r.json()["userId"]) == (200, "zoe")
+    counted = 'authsvc_jwks_fetches_total{outcome="ok",trigger="startup"} 2.0'
+    assert until(lambda: counted in requests.get(f"{service.url}/metrics", timeout=5).text, timeout=10)
