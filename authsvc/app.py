@@ -22,6 +22,7 @@ from .drain import Drain
 from .hotpath import HotPath, encode
 from .identity import IdentityResolver
 from .ids import IdCodec
+from .jwks import KeysUnavailable, ProviderKeys
 from .leases import Leases, StoreUnavailable
 from .leasetoken import TokenIssuer
 from .metrics import Metrics
@@ -98,6 +99,15 @@ def create_app(settings: Settings) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, AppState]]:
+        provider = None
+        if settings.identity == "jwt" and settings.jwt_keys_from_provider:
+            provider = ProviderKeys(settings, metrics)
+            try:
+                await provider.start()
+            except KeysUnavailable as exc:
+                # Refuse to start: every token would be refused, and /readyz would say ready.
+                log.error(f"authsvc cannot start: {exc}")
+                raise
         client = connect(settings)
         short = metrics.redis_wait_short.inc
         leases = Leases(client, settings, _store_observer(metrics), on_wait_short=short)
@@ -105,7 +115,7 @@ def create_app(settings: Settings) -> ASGIApp:
         state = AppState(
             settings=settings,
             codec=codec,
-            identity=IdentityResolver(settings, codec),
+            identity=IdentityResolver(settings, codec, provider),
             leases=leases,
             metrics=metrics,
             log=log,
@@ -131,6 +141,7 @@ def create_app(settings: Settings) -> ASGIApp:
                 "enforce": settings.enforce,
                 "identity": settings.identity,
                 "id_check": settings.id_check,
+                **({"jwks_url": provider.url} if provider else {}),
             },
         )
         state.drain.install()
@@ -143,6 +154,8 @@ def create_app(settings: Settings) -> ASGIApp:
         try:
             yield {STATE_KEY: state}
         finally:
+            if provider is not None:
+                await provider.stop()
             await state.leases.close()
             await client.aclose()
 

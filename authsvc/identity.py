@@ -2,7 +2,9 @@
 
 In ``header`` mode the edge (nginx) is trusted to have put the user's id in
 ``x-userid``. In ``jwt`` mode the client's own token is verified here (PyJWT:
-signature, expiry, audience, issuer) and ``x-userid`` from the client is ignored.
+signature, expiry, audience, issuer) and ``x-userid`` from the client is ignored. The key
+is one shared secret, one PEM public key, or the identity provider's key named by the
+token's ``kid`` (authsvc/jwks.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import jwt
 
 from .ids import IdCodec
+from .jwks import ProviderKeys
 from .settings import Settings
 
 USER_HEADER = "x-userid"
@@ -37,9 +40,10 @@ class IdentityResolver:
     """Turns the identity headers nginx sends (``x-userid`` or ``Authorization``) into an
     Identity; nginx alone reads cookies and query parameters."""
 
-    def __init__(self, settings: Settings, codec: IdCodec) -> None:
+    def __init__(self, settings: Settings, codec: IdCodec, provider: ProviderKeys | None = None) -> None:
         self._settings = settings
         self._codec = codec
+        self._provider = provider
         self._jwt_mode = settings.identity == "jwt"
         self._key = settings.jwt_secret or settings.jwt_public_key or ""
         self._algorithms = list(settings.effective_jwt_algorithms)
@@ -68,10 +72,13 @@ class IdentityResolver:
             token = auth[7:].strip()
         if not token:
             raise IdentityError(401, "Missing token.")
+        key: str | jwt.PyJWK = self._key
         try:
+            if self._provider is not None:
+                key = self._provider_key(token)
             claims = jwt.decode(
                 token,
-                self._key,
+                key,
                 algorithms=self._algorithms,
                 audience=self._settings.jwt_audience,
                 issuer=self._settings.jwt_issuer,
@@ -89,3 +96,15 @@ class IdentityResolver:
         ):
             raise IdentityError(401, "Invalid token: malformed limit claim.")
         return Identity(user_id, limit)
+
+    def _provider_key(self, token: str) -> jwt.PyJWK:
+        """The provider's key named by the token's kid; an unknown kid is refused at once
+        (and asks for a fetch in the background): this never waits on the provider."""
+        assert self._provider is not None
+        kid = jwt.get_unverified_header(token).get("kid")
+        if not isinstance(kid, str):
+            raise IdentityError(401, "Invalid token: no kid in its header.")
+        key = self._provider.key(kid)
+        if key is None:
+            raise IdentityError(401, "Invalid token: unknown signing key.")
+        return key

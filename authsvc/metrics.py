@@ -25,6 +25,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 DECISION_KINDS = ("activate", "heartbeat", "gate")
 DECISION_OUTCOMES = ("allowed", "limit", "not_active", "invalid", "shadow_denied", "error")
+JWKS_TRIGGERS = ("startup", "scheduled", "unknown_kid")
+JWKS_OUTCOMES = ("ok", "unreachable", "invalid")
 
 
 class Metrics:
@@ -84,6 +86,30 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemostrecent",
         )
+        # jwt identity with the provider's keys (authsvc/jwks.py); each worker fetches its own.
+        self.jwks_fetches = Counter(
+            "authsvc_jwks_fetches_total",
+            "Fetches of the identity provider's JWKS, by what caused them and their outcome",
+            ["trigger", "outcome"],
+            registry=r,
+        )
+        self.jwks_unknown_kid = Counter(
+            "authsvc_jwks_unknown_kid_total",
+            "Tokens refused because they name a kid the key set lacks",
+            registry=r,
+        )
+        self.jwks_last_success = Gauge(
+            "authsvc_jwks_last_success_timestamp_seconds",
+            "When the keys in use were fetched (the stalest worker's); time() minus it is their age",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.jwks_keys = Gauge(
+            "authsvc_jwks_keys",
+            "Usable signing keys in the set in use (the fewest of any worker)",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
         self.build_info = Gauge(
             "authsvc_build_info",
             "Version of authsvc",
@@ -95,6 +121,9 @@ class Metrics:
         for kind in DECISION_KINDS:
             for outcome in DECISION_OUTCOMES:
                 self.decisions.labels(kind, outcome)
+        for trigger in JWKS_TRIGGERS:
+            for outcome in JWKS_OUTCOMES:
+                self.jwks_fetches.labels(trigger, outcome)
         self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:

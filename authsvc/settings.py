@@ -115,6 +115,17 @@ def _algorithms(raw: str) -> tuple[str, ...]:
     return algs
 
 
+def _http_url(raw: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    if not raw:
+        return None
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    return raw.strip()
+
+
 def setting(default: T, parse: Callable[[str], Any], doc: str, secret: bool = False, env: str = "") -> T:
     metadata = {"parse": parse, "doc": doc, "secret": secret, "env": env}
     return field(default=default, metadata=metadata)
@@ -170,6 +181,25 @@ class Settings:
     jwt_algorithms: tuple[str, ...] = setting(
         (), _algorithms, "accepted algorithms; default HS256 with a secret, RS256,ES256 with a key"
     )
+    jwt_jwks_url: str | None = setting(
+        None, _http_url, "the identity provider's JWKS (its signing keys, chosen by kid) for jwt identity"
+    )
+    jwt_discovery: bool = setting(
+        False,
+        boolean,
+        "true = find the JWKS in AUTHSVC_JWT_ISSUER's /.well-known/openid-configuration (jwks_uri)",
+    )
+    jwt_jwks_refresh_s: float = setting(
+        300.0, float_range(0.1, 86_400), "the JWKS is fetched again in the background this often, seconds"
+    )
+    jwt_jwks_refetch_min_s: float = setting(
+        10.0,
+        float_range(0.1, 3600),
+        "at least this long between two fetches caused by tokens naming an unknown kid, seconds",
+    )
+    jwt_jwks_timeout_s: float = setting(
+        5.0, float_range(0.1, 60), "bound of one fetch of the JWKS or of the discovery document, seconds"
+    )
     jwt_audience: str | None = setting(None, optional_text, "required aud claim, if set")
     jwt_issuer: str | None = setting(None, optional_text, "required iss claim, if set")
     jwt_limit_claim: str = setting(
@@ -193,18 +223,33 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
-        if self.identity == "jwt" and not (self.jwt_secret or self.jwt_public_key):
-            raise SettingsError(
-                "AUTHSVC_IDENTITY=jwt needs AUTHSVC_JWT_SECRET (HS256) or AUTHSVC_JWT_PUBLIC_KEY"
+        sources = [
+            name
+            for name, value in (
+                ("AUTHSVC_JWT_SECRET", self.jwt_secret),
+                ("AUTHSVC_JWT_PUBLIC_KEY", self.jwt_public_key),
+                ("AUTHSVC_JWT_JWKS_URL", self.jwt_jwks_url),
+                ("AUTHSVC_JWT_DISCOVERY", self.jwt_discovery),
             )
-        if self.jwt_secret and self.jwt_public_key:
-            raise SettingsError("set only one of AUTHSVC_JWT_SECRET and AUTHSVC_JWT_PUBLIC_KEY")
+            if value
+        ]
+        if self.identity == "jwt" and not sources:
+            raise SettingsError(
+                "AUTHSVC_IDENTITY=jwt needs AUTHSVC_JWT_SECRET (HS256), AUTHSVC_JWT_PUBLIC_KEY, "
+                "AUTHSVC_JWT_JWKS_URL or AUTHSVC_JWT_DISCOVERY=true"
+            )
+        if len(sources) > 1:
+            raise SettingsError("set only one of " + " and ".join(sources))
+        if self.jwt_discovery and not self.jwt_issuer:
+            raise SettingsError("AUTHSVC_JWT_DISCOVERY=true needs AUTHSVC_JWT_ISSUER")
         # A key of one family must never verify tokens of the other (algorithm confusion).
         hmac_algs = [a for a in self.jwt_algorithms if a.startswith("HS")]
         if self.jwt_secret and len(hmac_algs) != len(self.jwt_algorithms):
             raise SettingsError("AUTHSVC_JWT_ALGORITHMS: only HS* algorithms go with AUTHSVC_JWT_SECRET")
-        if self.jwt_public_key and hmac_algs:
-            raise SettingsError("AUTHSVC_JWT_ALGORITHMS: HS* algorithms cannot go with a public key")
+        if (self.jwt_public_key or self.jwt_keys_from_provider) and hmac_algs:
+            # A provider publishes public keys; an HMAC key in a JWKS would be a shared
+            # secret fetched over the network.
+            raise SettingsError("AUTHSVC_JWT_ALGORITHMS: HS* algorithms cannot go with public keys")
         try:
             parse_redis_url(self.redis_url)
         except ValueError as exc:
@@ -237,6 +282,11 @@ class Settings:
     @property
     def redis_timeout_s(self) -> float:
         return self.redis_timeout_ms / 1000
+
+    @property
+    def jwt_keys_from_provider(self) -> bool:
+        """Whether jwt identity takes its keys from a JWKS (a URL, or found by discovery)."""
+        return bool(self.jwt_jwks_url or self.jwt_discovery)
 
     @property
     def effective_jwt_algorithms(self) -> tuple[str, ...]:

@@ -66,11 +66,34 @@ def test_secrets_are_not_echoed() -> None:
         {"AUTHSVC_JWT_SECRET": "k" * 32, "AUTHSVC_JWT_PUBLIC_KEY": "pem"},
         {"AUTHSVC_JWT_SECRET": "k" * 32, "AUTHSVC_JWT_ALGORITHMS": "RS256"},
         {"AUTHSVC_JWT_PUBLIC_KEY": "pem", "AUTHSVC_JWT_ALGORITHMS": "HS256,RS256"},
+        {"AUTHSVC_JWT_SECRET": "k" * 32, "AUTHSVC_JWT_JWKS_URL": "https://idp.example/jwks.json"},
+        {"AUTHSVC_JWT_JWKS_URL": "https://idp.example/jwks.json", "AUTHSVC_JWT_DISCOVERY": "true"},
+        {"AUTHSVC_JWT_JWKS_URL": "https://idp.example/jwks.json", "AUTHSVC_JWT_ALGORITHMS": "HS256"},
+        {"AUTHSVC_JWT_JWKS_URL": "file:///etc/passwd"},
+        {"AUTHSVC_JWT_JWKS_URL": "https://"},
+        {"AUTHSVC_IDENTITY": "jwt", "AUTHSVC_JWT_DISCOVERY": "true"},
+        {"AUTHSVC_JWT_JWKS_URL": "https://idp.example/jwks.json", "AUTHSVC_JWT_JWKS_REFETCH_MIN_S": "0"},
     ],
 )
 def test_inconsistent_jwt_settings_stop_start_up(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError, match=r"AUTHSVC_JWT|AUTHSVC_IDENTITY"):
         Settings.from_env(env)
+
+
+def test_keys_come_from_a_provider_only_when_told() -> None:
+    issuer = "https://tenant.eu.auth0.com/"
+    static = Settings.from_env(
+        {"AUTHSVC_IDENTITY": "jwt", "AUTHSVC_JWT_SECRET": "k" * 32, "AUTHSVC_JWT_ISSUER": issuer}
+    )
+    assert not static.jwt_keys_from_provider  # an issuer alone changes nothing
+    found = Settings.from_env(
+        {"AUTHSVC_IDENTITY": "jwt", "AUTHSVC_JWT_DISCOVERY": "true", "AUTHSVC_JWT_ISSUER": issuer}
+    )
+    assert found.jwt_keys_from_provider and found.effective_jwt_algorithms == ("RS256", "ES256")
+    url = Settings.from_env(
+        {"AUTHSVC_IDENTITY": "jwt", "AUTHSVC_JWT_JWKS_URL": issuer + ".well-known/jwks.json"}
+    )
+    assert url.jwt_keys_from_provider and url.jwt_jwks_url == issuer + ".well-known/jwks.json"
 
 
 def test_each_part_reads_its_own_prefix_and_the_documentation_names_it() -> None:
