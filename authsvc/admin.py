@@ -6,7 +6,7 @@ import hmac
 import json
 from typing import Any
 
-from .api import lease_json
+from .api import lease_json, limit_by
 from .replies import Call, Refusal, Reply, ok
 
 MAX_LIMIT = 10_000
@@ -79,7 +79,7 @@ async def user_streams(call: Call) -> Reply:
     return ok(
         userId=user_id,
         limit=active.limit,
-        limitBy=call.state.settings.limit_by,
+        **limit_by(call.state),
         userLimit=active.operator_limit,
         streams=[lease_json(lease) for lease in active.leases],
     )

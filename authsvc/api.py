@@ -25,12 +25,21 @@ ACTIVATION_DECISIONS = {
 
 
 def lease_json(lease: Lease) -> dict[str, Any]:
-    return {
+    """A lease as the API shows it; ``deviceId`` only when a device holds it (clients that
+    send none see the bodies they always did)."""
+    shown: dict[str, Any] = {
         "streamId": lease.stream_id,
         "refreshedAt": lease.refreshed_ms,
         "expiresAt": lease.expires_ms,
-        "deviceId": lease.device_id,
     }
+    if lease.device_id is not None:
+        shown["deviceId"] = lease.device_id
+    return shown
+
+
+def limit_by(state: AppState) -> dict[str, Any]:
+    """``limitBy`` for the bodies that carry a limit, when it counts devices."""
+    return {"limitBy": "device"} if state.settings.limit_by == "device" else {}
 
 
 def caller(call: Call) -> Identity:
@@ -80,19 +89,20 @@ async def activate(call: Call) -> Reply:
             "Stream Limit Reached",
             decision=decision,
             limit=result.limit,
-            limitBy=state.settings.limit_by,
+            **limit_by(state),
             activeStreams=[lease_json(lease) for lease in result.active],
         )
     body: dict[str, Any] = {
         "userId": user.user_id,
         "streamId": stream_id,
-        "deviceId": device_id,
         "outcome": result.outcome.name.lower(),
         "expiresAt": result.expires_ms,
         "active": result.active_count,
         "limit": result.limit,
-        "replaced": list(result.replaced),
     }
+    if device_id is not None:
+        body["deviceId"] = device_id
+        body["replaced"] = list(result.replaced)
     if state.settings.limit_by == "device":
         body["activeDevices"] = result.counted
     if result.replaced:
@@ -136,7 +146,7 @@ async def active_streams(call: Call) -> Reply:
     return ok(
         userId=user.user_id,
         limit=active.limit,
-        limitBy=call.state.settings.limit_by,
+        **limit_by(call.state),
         streams=[lease_json(lease) for lease in active.leases],
     )
 

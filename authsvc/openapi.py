@@ -27,10 +27,12 @@ INT = {"type": "integer"}
 MS = {"type": ["integer", "null"], "description": "epoch milliseconds (Redis clock); null = never"}
 KO = obj(["status", "error"], status={"const": "ko"}, error=STR)
 # A device id as the API returns it: null for a lease no device claimed.
-DEVICE = {"type": ["string", "null"], "description": "the x-device-id that holds it; null = none"}
-LIMIT_BY = {"enum": ["stream", "device"], "description": "what the limit counts (AUTHSVC_LIMIT_BY)"}
+# Fields of devices are there only when they apply: clients that send no device id, on a
+# limit of streams, get the bodies they always did.
+DEVICE = {"type": "string", "description": "the x-device-id that holds it; absent = none"}
+LIMIT_BY = {"const": "device", "description": "the limit counts devices (AUTHSVC_LIMIT_BY=device)"}
 LEASE = obj(
-    ["streamId", "refreshedAt", "expiresAt", "deviceId"],
+    ["streamId", "refreshedAt", "expiresAt"],
     streamId=STR,
     refreshedAt=INT,
     expiresAt=MS,
@@ -38,7 +40,7 @@ LEASE = obj(
 )
 LEASES = {"type": "array", "items": LEASE}
 ACTIVATED = obj(
-    ["status", "userId", "streamId", "deviceId", "outcome", "expiresAt", "active", "limit", "replaced"],
+    ["status", "userId", "streamId", "outcome", "expiresAt", "active", "limit"],
     status={"const": "ok"},
     userId=STR,
     streamId=STR,
@@ -48,11 +50,15 @@ ACTIVATED = obj(
     active=INT,
     limit=INT,
     evicted={"type": "array", "items": STR},
-    replaced={"type": "array", "items": STR, "description": "this device's leases ended to admit this one"},
+    replaced={
+        "type": "array",
+        "items": STR,
+        "description": "with x-device-id: this device's leases ended to admit this one",
+    },
     activeDevices={"type": "integer", "description": "with AUTHSVC_LIMIT_BY=device: devices holding a lease"},
 )
 LIMIT = obj(
-    ["status", "error", "limit", "limitBy", "activeStreams"],
+    ["status", "error", "limit", "activeStreams"],
     status={"const": "ko"},
     error={"const": "Stream Limit Reached"},
     limit=INT,
@@ -60,7 +66,7 @@ LIMIT = obj(
     activeStreams=LEASES,
 )
 ACTIVE = obj(
-    ["status", "userId", "limit", "limitBy", "streams"],
+    ["status", "userId", "limit", "streams"],
     status={"const": "ok"},
     userId=STR,
     limit=INT,
@@ -69,7 +75,7 @@ ACTIVE = obj(
 )
 # The same for an admin, with the user's own limit (null: the default applies).
 USER_ACTIVE = obj(
-    ["status", "userId", "limit", "limitBy", "userLimit", "streams"],
+    ["status", "userId", "limit", "userLimit", "streams"],
     status={"const": "ok"},
     userId=STR,
     limit=INT,
