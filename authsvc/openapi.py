@@ -108,7 +108,8 @@ DEVICE_HEADER = {
     "name": "x-device-id",
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "pattern": f"^{DEVICE_ID.pattern}$"},
+    # An empty header names no device, as no header does.
+    "schema": {"type": "string", "pattern": f"^({DEVICE_ID.pattern})?$"},
 }
 # The gated URL as the client asked for it: /watch/{streamId}/<path>.
 ORIGINAL_URI = {
