@@ -8,7 +8,7 @@ import re
 import pytest
 import requests
 
-from edge_harness import SEGMENT, Player, ko
+from edge_harness import SEGMENT, Deployment, Player, ko
 
 pytestmark = pytest.mark.e2e
 
@@ -99,3 +99,15 @@ def test_a_malformed_device_header_is_a_json_400(player: Player) -> None:
     )
     assert player.activate(user, stream).status_code == 200
     ko(player.watch(stream, user, path=SEGMENT, headers={"x-device-id": "x" * 65}), 400)
+
+
+def test_over_tls_the_device_cookie_is_secure(edge: Deployment) -> None:
+    if edge.stack is None or edge.stack.local_tls is None:
+        pytest.skip("HOST=: the deployment's certificate is not this test's to pin")
+    stack = edge.stack
+    assert stack.local_tls is not None
+    r = requests.get(
+        f"{stack.tls_url}/users/newId", headers=BROWSER, verify=str(stack.local_tls.ca), timeout=5
+    )
+    assert r.status_code == 200
+    assert r.headers["Set-Cookie"].startswith("cw_device=") and "; Secure" in r.headers["Set-Cookie"]
