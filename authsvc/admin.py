@@ -6,7 +6,7 @@ import hmac
 import json
 from typing import Any
 
-from .api import lease_json
+from .api import lease_json, limit_by
 from .replies import Call, Refusal, Reply, ok
 
 MAX_LIMIT = 10_000
@@ -72,12 +72,14 @@ async def clear_limit(call: Call) -> Reply:
 
 
 async def user_streams(call: Call) -> Reply:
-    """A user's live leases, limit and own limit. 200; 400; 401; 404 when admin is off; 503."""
+    """A user's live leases (each with its device), limit and own limit. 200; 400; 401; 404
+    when admin is off; 503."""
     user_id = target_user(call)
     active = await call.state.leases.active(user_id)
     return ok(
         userId=user_id,
         limit=active.limit,
+        **limit_by(call.state),
         userLimit=active.operator_limit,
         streams=[lease_json(lease) for lease in active.leases],
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .appstate import AppState
-from .identity import Identity, IdentityError
+from .identity import Identity, IdentityError, device_of
 from .leases import Lease, Outcome
 from .replies import Call, Decision, Refusal, Reply, ok
 
@@ -25,13 +25,35 @@ ACTIVATION_DECISIONS = {
 
 
 def lease_json(lease: Lease) -> dict[str, Any]:
-    return {"streamId": lease.stream_id, "refreshedAt": lease.refreshed_ms, "expiresAt": lease.expires_ms}
+    """A lease as the API shows it; ``deviceId`` only when a device holds it (clients that
+    send none see the bodies they always did)."""
+    shown: dict[str, Any] = {
+        "streamId": lease.stream_id,
+        "refreshedAt": lease.refreshed_ms,
+        "expiresAt": lease.expires_ms,
+    }
+    if lease.device_id is not None:
+        shown["deviceId"] = lease.device_id
+    return shown
+
+
+def limit_by(state: AppState) -> dict[str, Any]:
+    """``limitBy`` for the bodies that carry a limit, when it counts devices."""
+    return {"limitBy": "device"} if state.settings.limit_by == "device" else {}
 
 
 def caller(call: Call) -> Identity:
     """Who is asking; raises a Refusal (400, 401 or 404) when that cannot be told."""
     try:
         return call.state.identity.resolve(call.headers)
+    except IdentityError as exc:
+        raise Refusal(exc.status, exc.message) from None
+
+
+def device(call: Call) -> str | None:
+    """The caller's device id, if it sent one; raises a Refusal (400) when malformed."""
+    try:
+        return device_of(call.headers)
     except IdentityError as exc:
         raise Refusal(exc.status, exc.message) from None
 
@@ -48,14 +70,16 @@ def issued_stream(state: AppState, stream_id: str) -> str:
 async def activate(call: Call) -> Reply:
     """Start (or refresh) watching a stream.
 
-    200 ``{"status": "ok", ...}``; 400 malformed identity or id; 401 bad token (jwt mode);
-    404 ``Invalid Data.`` for ids not issued here; 403 ``Stream Limit Reached`` with the
-    active streams and the limit; 503 when Redis cannot answer.
+    200 ``{"status": "ok", ...}``, naming in ``replaced`` the streams this device held and
+    no longer does; 400 malformed identity, device id or stream id; 401 bad token (jwt
+    mode); 404 ``Invalid Data.`` for ids not issued here; 403 ``Stream Limit Reached``
+    with the active streams and the limit; 503 when Redis cannot answer.
     """
     state = call.state
     user = caller(call)
+    device_id = device(call)
     stream_id = issued_stream(state, call.params["stream_id"])
-    result = await state.leases.activate(user.user_id, stream_id, user.claim_limit)
+    result = await state.leases.activate(user.user_id, stream_id, user.claim_limit, device_id)
     decision = ACTIVATION_DECISIONS[result.outcome]
     where = {"user": user.user_id, "stream": stream_id}
     if result.outcome is Outcome.LIMIT:
@@ -65,6 +89,7 @@ async def activate(call: Call) -> Reply:
             "Stream Limit Reached",
             decision=decision,
             limit=result.limit,
+            **limit_by(state),
             activeStreams=[lease_json(lease) for lease in result.active],
         )
     body: dict[str, Any] = {
@@ -75,6 +100,14 @@ async def activate(call: Call) -> Reply:
         "active": result.active_count,
         "limit": result.limit,
     }
+    if device_id is not None:
+        body["deviceId"] = device_id
+        body["replaced"] = list(result.replaced)
+    if state.settings.limit_by == "device":
+        body["activeDevices"] = result.counted
+    if result.replaced:
+        state.metrics.replacements.inc(len(result.replaced))
+        state.log.info("replaced on its device", extra={**where, "replaced": body["replaced"]})
     if result.outcome is Outcome.SHADOW:
         state.log.warning("shadow: would refuse at the limit", extra={**where, "limit": result.limit})
     if result.outcome is Outcome.EVICTED:
@@ -97,20 +130,23 @@ async def heartbeat(call: Call) -> Reply:
     """Keep a lease alive. 200 with the new ``expiresAt``; 404 ``Lease Not Found`` when it
     expired or was ended (activate again); 400, 401, 404 as for activate; 503."""
     user = caller(call)
+    device_id = device(call)
     stream_id = issued_stream(call.state, call.params["stream_id"])
-    touch = await call.state.leases.touch(user.user_id, stream_id)
+    touch = await call.state.leases.touch(user.user_id, stream_id, device_id)
     if not touch.alive:
         raise Refusal(404, "Lease Not Found", decision=Decision.NOT_ACTIVE)
     return ok(Decision.ALLOWED, streamId=stream_id, expiresAt=touch.expires_ms)
 
 
 async def active_streams(call: Call) -> Reply:
-    """The caller's live leases and limit. 200; 400, 401, 404 for identity; 503."""
+    """The caller's live leases (each with its device) and limit. 200; 400, 401, 404 for
+    identity; 503."""
     user = caller(call)
     active = await call.state.leases.active(user.user_id, user.claim_limit)
     return ok(
         userId=user.user_id,
         limit=active.limit,
+        **limit_by(call.state),
         streams=[lease_json(lease) for lease in active.leases],
     )
 

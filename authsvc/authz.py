@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-from .identity import IdentityError
+from .identity import IdentityError, device_of
 from .leases import StoreUnavailable
 from .replies import Call, Decision, Refusal, Reply
 
@@ -32,9 +32,11 @@ async def gate(call: Call) -> Reply:
 
     204 with ``X-Userid``, ``X-Stream-Id`` and ``X-Gate-Decision: allowed`` when allowed
     (and ``X-Lease-Token``, a lease token, in token mode); 401 no or bad identity; 403
-    with ``X-Error-Status`` 400, 403, 404 or 503 otherwise. In shadow mode and with
-    fail-open, 204 with ``X-Gate-Decision`` naming what would have been refused. nginx
-    logs ``X-Gate-Decision`` as the fetch's decision.
+    with ``X-Error-Status`` 400 (also a malformed ``x-device-id``), 403, 404 or 503
+    otherwise. A lease without a device becomes the device's that fetches it
+    (``x-device-id``, from the edge's cookie for browsers); the gate replaces nothing. In
+    shadow mode and with fail-open, 204 with ``X-Gate-Decision`` naming what would have
+    been refused. nginx logs ``X-Gate-Decision`` as the fetch's decision.
     """
     state = call.state
     path = call.headers.get("x-original-uri", "").partition("?")[0]
@@ -46,6 +48,10 @@ async def gate(call: Call) -> Reply:
         user = state.identity.resolve(call.headers, gate=True)
     except IdentityError as exc:
         raise _deny(401, 401, exc.message) from None
+    try:
+        device_id = device_of(call.headers)
+    except IdentityError as exc:
+        raise _deny(403, 400, exc.message) from None
     if not state.codec.well_formed(stream_id):
         raise _deny(403, 400, "Malformed stream id.")
     if not state.codec.issued("stream", stream_id):
@@ -53,7 +59,7 @@ async def gate(call: Call) -> Reply:
 
     allowed = {"X-Userid": user.user_id, "X-Stream-Id": stream_id}
     try:
-        touch = await state.leases.touch(user.user_id, stream_id)
+        touch = await state.leases.touch(user.user_id, stream_id, device_id)
     except StoreUnavailable:
         if state.settings.fail_open:
             return Reply(204, None, {**allowed, "X-Gate-Decision": "fail_open"}, Decision.ERROR)

@@ -9,6 +9,7 @@ token's ``kid`` (authsvc/jwks.py).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,6 +20,9 @@ from .jwks import ProviderKeys
 from .settings import Settings
 
 USER_HEADER = "x-userid"
+DEVICE_HEADER = "x-device-id"
+# A device id: an app's own (a UUID, an install id) or the edge's cookie (32 hex digits).
+DEVICE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -108,3 +112,15 @@ class IdentityResolver:
         if key is None:
             raise IdentityError(401, "Invalid token: unknown signing key.")
         return key
+
+
+def device_of(headers: Mapping[str, str]) -> str | None:
+    """The device the request comes from (``x-device-id``), or None when it names none (an
+    empty header is none). It only groups the user's own leases, and identifies no one.
+    Raises IdentityError (400) when it is malformed."""
+    device = headers.get(DEVICE_HEADER)
+    if not device:
+        return None
+    if DEVICE_ID.fullmatch(device) is None:
+        raise IdentityError(400, "Malformed x-device-id header: 1 to 64 of A-Z a-z 0-9 _ . : -")
+    return device

@@ -35,6 +35,7 @@ class Lease:
     stream_id: str
     refreshed_ms: int
     expires_ms: int | None  # None when leases never expire
+    device_id: str | None = None  # the device that holds it, when one said so
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Activation:
     expires_ms: int | None
     evicted: tuple[str, ...] = ()
     active: tuple[Lease, ...] = ()  # filled when refused at the limit
+    replaced: tuple[str, ...] = ()  # the device's other leases, ended to admit this one
+    counted: int = 0  # what the limit compares with: leases, or devices (AUTHSVC_LIMIT_BY)
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ class Leases:
         self._default_limit = settings.max_streams
         self._policy = settings.limit_policy
         self._enforce = "1" if settings.enforce else "0"
+        self._replaces = "1" if settings.device_replaces else "0"
+        self._limit_by = settings.limit_by
         wait = (settings.redis_wait_replicas, settings.redis_wait_ms)
         self._pipeline = auto_pipeline(redis, settings.redis_timeout_s, wait, on_wait_short)
         self._activate = Script(_script("activate.lua"))
@@ -117,6 +122,9 @@ class Leases:
     def _limit_key(self, user_id: str) -> str:
         return f"{self._prefix}{{{user_id}}}:limit"
 
+    def _devices_key(self, user_id: str) -> str:
+        return f"{self._prefix}{{{user_id}}}:devices"
+
     def _expiry(self, refreshed_ms: int) -> int | None:
         return refreshed_ms + self._ttl_ms if self._ttl_ms else None
 
@@ -137,11 +145,16 @@ class Leases:
         return self._activate
 
     def activation(
-        self, user_id: str, stream_id: str, claim_limit: int | None = None
+        self, user_id: str, stream_id: str, claim_limit: int | None = None, device_id: str | None = None
     ) -> tuple[list[str], list[str | int]]:
         """KEYS and ARGV of ``activate_script`` for this activation: what ``activate``
         sends, for tools that load many leases at once (bench/scale.py)."""
-        keys = [self._streams_key(user_id), self._limit_key(user_id), self.stats_keys.for_user(user_id)]
+        keys = [
+            self._streams_key(user_id),
+            self._limit_key(user_id),
+            self._devices_key(user_id),
+            self.stats_keys.for_user(user_id),
+        ]
         args: list[str | int] = [
             stream_id,
             self._ttl_ms,
@@ -149,39 +162,48 @@ class Leases:
             "" if claim_limit is None else claim_limit,
             self._policy,
             self._enforce,
+            device_id or "",
+            self._replaces,
+            self._limit_by,
             self._bucket_ms,
         ]
         return keys, args
 
-    async def activate(self, user_id: str, stream_id: str, claim_limit: int | None = None) -> Activation:
+    async def activate(
+        self, user_id: str, stream_id: str, claim_limit: int | None = None, device_id: str | None = None
+    ) -> Activation:
         """Admit, refresh or refuse a stream for a user, atomically.
 
         The user's limit is the operator's override if set, else ``claim_limit`` (from
-        the user's token) if given, else the default. Raises StoreUnavailable.
+        the user's token) if given, else the default. With ``device_id``, the stream is
+        that device's, and (AUTHSVC_DEVICE_REPLACES) its other leases end in the same
+        step. Raises StoreUnavailable.
         """
-        keys, args = self.activation(user_id, stream_id, claim_limit)
+        keys, args = self.activation(user_id, stream_id, claim_limit, device_id)
         reply = await self._call(self._run_activate(self._pipeline, keys, args))
         assert isinstance(reply, list)
-        code, limit, now, count = (int(v) for v in reply[:4])
+        code, limit, now, count, counted = (int(v) for v in reply[:5])
         outcome = Outcome(code)
-        extra = [_text(v) for v in reply[4:]]
+        replaced = tuple(_text(v) for v in reply[5])
+        extra = [_text(v) for v in reply[6:]]
         active: tuple[Lease, ...] = ()
         evicted: tuple[str, ...] = ()
         if outcome is Outcome.LIMIT:
-            active = self._pairs(extra)
+            active = self._triples(extra)
         elif outcome is Outcome.EVICTED:
             evicted = tuple(extra)
         expires = None if outcome is Outcome.LIMIT else self._expiry(now)
-        return Activation(outcome, limit, count, expires, evicted, active)
+        return Activation(outcome, limit, count, expires, evicted, active, replaced, counted)
 
-    async def touch(self, user_id: str, stream_id: str) -> Touch:
-        """Refresh the user's lease on a stream if it is alive (heartbeat and gate).
-
-        Raises StoreUnavailable.
+    async def touch(self, user_id: str, stream_id: str, device_id: str | None = None) -> Touch:
+        """Refresh the user's lease on a stream if it is alive (heartbeat and gate); a
+        lease without a device becomes ``device_id``'s. Raises StoreUnavailable.
         """
         keys = [self._streams_key(user_id), self.stats_keys.for_user(user_id)]
+        if device_id:
+            keys.insert(1, self._devices_key(user_id))
         reply = await self._call(
-            self._touch(self._pipeline, keys, [stream_id, self._ttl_ms, self._bucket_ms])
+            self._touch(self._pipeline, keys, [stream_id, self._ttl_ms, device_id or "", self._bucket_ms])
         )
         assert isinstance(reply, list)
         alive, now = bool(int(reply[0])), int(reply[1])
@@ -195,7 +217,12 @@ class Leases:
 
     async def active(self, user_id: str, claim_limit: int | None = None) -> ActiveLeases:
         """The user's live leases, oldest refresh first, and their limit. Raises StoreUnavailable."""
-        keys = [self._streams_key(user_id), self._limit_key(user_id), self.stats_keys.for_user(user_id)]
+        keys = [
+            self._streams_key(user_id),
+            self._limit_key(user_id),
+            self._devices_key(user_id),
+            self.stats_keys.for_user(user_id),
+        ]
         reply = await self._call(self._active(self._pipeline, keys, [self._ttl_ms, self._bucket_ms]))
         assert isinstance(reply, list)
         override_raw = _text(reply[0])
@@ -207,7 +234,7 @@ class Leases:
             limit = claim_limit
         else:
             limit = self._default_limit
-        leases = self._pairs([_text(v) for v in reply[2:]])
+        leases = self._triples([_text(v) for v in reply[2:]])
         return ActiveLeases(leases, limit, operator_limit)
 
     async def set_limit(self, user_id: str, limit: int | None) -> None:
@@ -229,9 +256,10 @@ class Leases:
         """Let the batches under way finish."""
         await self._pipeline.drain()
 
-    def _pairs(self, flat: list[str]) -> tuple[Lease, ...]:
+    def _triples(self, flat: list[str]) -> tuple[Lease, ...]:
+        """Leases from the scripts' (stream, score, device or '') triples."""
         leases = []
-        for i in range(0, len(flat) - 1, 2):
+        for i in range(0, len(flat) - 2, 3):
             refreshed = int(float(flat[i + 1]))
-            leases.append(Lease(flat[i], refreshed, self._expiry(refreshed)))
+            leases.append(Lease(flat[i], refreshed, self._expiry(refreshed), flat[i + 2] or None))
         return tuple(leases)

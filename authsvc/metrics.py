@@ -58,6 +58,11 @@ class Metrics:
         self.evictions = Counter(
             "authsvc_evictions_total", "Leases ended to admit a newer stream", registry=r
         )
+        self.replacements = Counter(
+            "authsvc_device_replacements_total",
+            "Leases ended because their device activated another stream",
+            registry=r,
+        )
         self.redis_errors = Counter(
             "authsvc_redis_errors_total", "Redis calls that failed or timed out", registry=r
         )

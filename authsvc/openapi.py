@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .identity import DEVICE_ID
 from .ids import WELL_FORMED
 
 
@@ -25,28 +26,52 @@ ID = {"type": "string", "pattern": f"^{WELL_FORMED.pattern}$"}
 INT = {"type": "integer"}
 MS = {"type": ["integer", "null"], "description": "epoch milliseconds (Redis clock); null = never"}
 KO = obj(["status", "error"], status={"const": "ko"}, error=STR)
-LEASE = obj(["streamId", "refreshedAt", "expiresAt"], streamId=STR, refreshedAt=INT, expiresAt=MS)
+# A device id as the API returns it: null for a lease no device claimed.
+# Fields of devices are there only when they apply: clients that send no device id, on a
+# limit of streams, get the bodies they always did.
+DEVICE = {"type": "string", "description": "the x-device-id that holds it; absent = none"}
+LIMIT_BY = {"const": "device", "description": "the limit counts devices (AUTHSVC_LIMIT_BY=device)"}
+LEASE = obj(
+    ["streamId", "refreshedAt", "expiresAt"],
+    streamId=STR,
+    refreshedAt=INT,
+    expiresAt=MS,
+    deviceId=DEVICE,
+)
 LEASES = {"type": "array", "items": LEASE}
 ACTIVATED = obj(
     ["status", "userId", "streamId", "outcome", "expiresAt", "active", "limit"],
     status={"const": "ok"},
     userId=STR,
     streamId=STR,
+    deviceId=DEVICE,
     outcome={"enum": ["admitted", "refreshed", "evicted", "shadow"]},
     expiresAt=MS,
     active=INT,
     limit=INT,
     evicted={"type": "array", "items": STR},
+    replaced={
+        "type": "array",
+        "items": STR,
+        "description": "with x-device-id: this device's leases ended to admit this one",
+    },
+    activeDevices={"type": "integer", "description": "with AUTHSVC_LIMIT_BY=device: devices holding a lease"},
 )
 LIMIT = obj(
     ["status", "error", "limit", "activeStreams"],
     status={"const": "ko"},
     error={"const": "Stream Limit Reached"},
     limit=INT,
+    limitBy=LIMIT_BY,
     activeStreams=LEASES,
 )
 ACTIVE = obj(
-    ["status", "userId", "limit", "streams"], status={"const": "ok"}, userId=STR, limit=INT, streams=LEASES
+    ["status", "userId", "limit", "streams"],
+    status={"const": "ok"},
+    userId=STR,
+    limit=INT,
+    limitBy=LIMIT_BY,
+    streams=LEASES,
 )
 # The same for an admin, with the user's own limit (null: the default applies).
 USER_ACTIVE = obj(
@@ -54,6 +79,7 @@ USER_ACTIVE = obj(
     status={"const": "ok"},
     userId=STR,
     limit=INT,
+    limitBy=LIMIT_BY,
     userLimit={"type": ["integer", "null"]},
     streams=LEASES,
 )
@@ -67,7 +93,7 @@ ENDED = obj(
 )
 
 ERRORS = {
-    400: "Malformed x-userid header, id or body",
+    400: "Malformed x-userid or x-device-id header, id or body",
     401: "Missing or invalid token (jwt identity) or admin token",
     403: "Refused",
     404: "Id not issued here (`Invalid Data.`), or lease gone, or admin disabled",
@@ -76,6 +102,15 @@ ERRORS = {
 }
 
 USER_HEADER = {"name": "x-userid", "in": "header", "required": True, "schema": ID}
+# Optional: the device the request comes from; it groups the user's own leases (one
+# stream per device, AUTHSVC_LIMIT_BY=device), never identifies anyone.
+DEVICE_HEADER = {
+    "name": "x-device-id",
+    "in": "header",
+    "required": False,
+    # An empty header names no device, as no header does.
+    "schema": {"type": "string", "pattern": f"^({DEVICE_ID.pattern})?$"},
+}
 # The gated URL as the client asked for it: /watch/{streamId}/<path>.
 ORIGINAL_URI = {
     "name": "X-Original-URI",

@@ -21,6 +21,7 @@ PREFIX = "AUTHSVC_"
 Policy = Literal["reject", "evict_oldest"]
 IdCheck = Literal["mac", "none"]
 IdentityMode = Literal["header", "jwt"]
+LimitBy = Literal["stream", "device"]
 
 T = TypeVar("T")
 
@@ -164,6 +165,16 @@ class Settings:
         "reject", choice("reject", "evict_oldest"), "at the limit: refuse, or end the lease idle longest"
     )
     enforce: bool = setting(True, boolean, "false = shadow mode: decide, log and count, never deny")
+    device_replaces: bool = setting(
+        True,
+        boolean,
+        "a device (x-device-id) that activates a stream ends its other leases: one stream per device",
+    )
+    limit_by: LimitBy = setting(
+        "stream",
+        choice("stream", "device"),
+        "what AUTHSVC_MAX_STREAMS counts: leases, or distinct devices (a lease without one is its own)",
+    )
     secret: str | None = setting(
         None, _key_material, "key of the MAC in issued ids; set the same on every replica", secret=True
     )

@@ -48,6 +48,7 @@ COMMON = (
     "errors.conf",
     "error-pages.conf",
     "follow-cookie.conf",
+    "device.conf",
     "identity-follow.conf",
     "player.conf",
     "hygiene.conf",

@@ -1,20 +1,31 @@
 -- Activate a stream for a user: the whole admission decision in one atomic step.
 -- KEYS[1]  the user's leases: sorted set, member = stream id, score = last refresh (ms to the us, Redis TIME)
 -- KEYS[2]  the user's own limit, if an operator set one (string integer)
--- KEYS[3]  the counters of active leases and users of the user's slot (stats.lua)
+-- KEYS[3]  the devices of the user's leases: hash, field = stream id, value = device id
+--          (leases without a device have no field; fields of ended leases may linger
+--          until the next activation with a device sweeps them, and are never read)
+-- KEYS[4]  the counters of active leases and users of the user's slot (stats.lua)
 -- ARGV[1]  stream id
 -- ARGV[2]  lease TTL in ms; 0 = leases never expire
 -- ARGV[3]  default limit
 -- ARGV[4]  the limit the user's token carries, or '' (an operator's limit wins over it)
 -- ARGV[5]  policy at the limit: 'reject' or 'evict_oldest'
--- ARGV[6]  '1' to enforce, '0' for shadow mode (decide, never deny or evict)
--- ARGV[7]  bucket width of the counters in ms (stats.lua)
--- returns {code, limit, now_ms, active_count, ...}
---   code 1 admitted, 2 already active (refreshed), 3 refused at the limit (+ stream, score
---   pairs of the 100 oldest leases),
+-- ARGV[6]  '1' to enforce, '0' for shadow mode (decide, never deny, evict or replace)
+-- ARGV[7]  the activating device's id, or '' for none
+-- ARGV[8]  '1': a device that activates a stream ends its other leases (one stream per device)
+-- ARGV[9]  what the limit counts: 'stream' (leases) or 'device' (distinct devices of the
+--          user; a lease without a device counts as a device of its own)
+-- ARGV[10] bucket width of the counters in ms (stats.lua)
+-- returns {code, limit, now_ms, active_count, counted, replaced, ...}
+--   counted: what the limit compares with (leases, or devices with ARGV[9] = 'device');
+--   replaced: the stream ids this activation ended for its device (a table, maybe empty)
+--   code 1 admitted, 2 already active (refreshed), 3 refused at the limit (+ stream, score,
+--   device ('' none) triples of the 100 oldest leases),
 --   4 admitted after evicting (+ evicted stream ids), 5 over the limit but admitted in shadow mode
-local key, stream = KEYS[1], ARGV[1]
+local key, devices_key, stream, device = KEYS[1], KEYS[3], ARGV[1], ARGV[7]
 local ttl = tonumber(ARGV[2])
+local enforce = ARGV[6] == '1'
+local by_device = ARGV[9] == 'device'
 local now = now_ms()
 
 stats_open(now, ttl)
@@ -29,9 +40,12 @@ end
 -- not a number (written by hand) counts as absent.
 local limit = tonumber(redis.call('GET', KEYS[2]) or '') or tonumber(ARGV[4]) or tonumber(ARGV[3])
 
-local function admit()
+local function add()
   redis.call('ZADD', key, now, stream)
   stats_add('l', now, 1)
+end
+
+local function finish()
   stats_user(newest_before, now)
   stats_close(ttl)
   -- The key lives as long as its newest lease. Its expiry is only ever extended, and
@@ -44,43 +58,213 @@ local function admit()
   end
 end
 
-local refreshed = redis.call('ZSCORE', key, stream)
-if refreshed then
-  stats_add('l', tonumber(refreshed), -1)
-  admit()
-  return {2, limit, now, redis.call('ZCARD', key)}
+local function refusal(labels)
+  stats_user(newest_before, stats_newest(key))
+  stats_close(ttl)
+  return labels
 end
 
-local count = redis.call('ZCARD', key)
-if count < limit then
-  admit()
-  return {1, limit, now, count + 1}
-end
-
-if ARGV[6] ~= '1' then
-  admit()
-  return {5, limit, now, count + 1}
-end
-
-if ARGV[5] == 'evict_oldest' and limit > 0 then
-  -- End as many of the longest-idle leases as it takes to make room (more than one
-  -- when the user's limit was lowered below what they hold).
-  local evicted = redis.call('ZRANGE', key, 0, count - limit, 'WITHSCORES')
-  redis.call('ZREMRANGEBYRANK', key, 0, count - limit)
-  admit()
-  local reply = {4, limit, now, limit}
-  for i = 1, #evicted, 2 do
-    reply[#reply + 1] = evicted[i]
-    stats_add('l', tonumber(evicted[i + 1]), -1)
+local function listed(reply, labels)
+  local oldest = redis.call('ZRANGE', key, 0, 99, 'WITHSCORES')
+  for i = 1, #oldest, 2 do
+    reply[#reply + 1] = oldest[i]
+    reply[#reply + 1] = oldest[i + 1]
+    reply[#reply + 1] = labels[oldest[i]] or ''
   end
   return reply
 end
 
--- Refused: only expired leases may have been dropped above.
-stats_user(newest_before, stats_newest(key))
-stats_close(ttl)
-local reply = {3, limit, now, count}
-for _, item in ipairs(redis.call('ZRANGE', key, 0, 99, 'WITHSCORES')) do
-  reply[#reply + 1] = item
+local function labels_of()
+  local labels = {}
+  local flat = redis.call('HGETALL', devices_key)
+  for i = 1, #flat, 2 do
+    labels[flat[i]] = flat[i + 1]
+  end
+  return labels
 end
-return reply
+
+if device == '' and not by_device then
+  -- Without a device id: the decision as it was before devices, plus forgetting the
+  -- device of an earlier lease on this stream id.
+  local refreshed = redis.call('ZSCORE', key, stream)
+  if refreshed then
+    stats_add('l', tonumber(refreshed), -1)
+    add()
+    finish()
+    local count = redis.call('ZCARD', key)
+    return {2, limit, now, count, count, {}}
+  end
+
+  local count = redis.call('ZCARD', key)
+  if count < limit or not enforce then
+    add()
+    redis.call('HDEL', devices_key, stream)
+    finish()
+    return {count < limit and 1 or 5, limit, now, count + 1, count + 1, {}}
+  end
+
+  if ARGV[5] == 'evict_oldest' and limit > 0 then
+    -- End as many of the longest-idle leases as it takes to make room (more than one
+    -- when the user's limit was lowered below what they hold).
+    local evicted = redis.call('ZRANGE', key, 0, count - limit, 'WITHSCORES')
+    redis.call('ZREMRANGEBYRANK', key, 0, count - limit)
+    add()
+    redis.call('HDEL', devices_key, stream)
+    finish()
+    local reply = {4, limit, now, limit, limit, {}}
+    for i = 1, #evicted, 2 do
+      reply[#reply + 1] = evicted[i]
+      stats_add('l', tonumber(evicted[i + 1]), -1)
+    end
+    return reply
+  end
+
+  -- Refused: only expired leases may have been dropped above.
+  return listed({3, limit, now, count, count, {}}, refusal(labels_of()))
+end
+
+-- With a device id, or a limit on devices: the user's leases and their devices are read
+-- whole (a few leases: the limit bounds them, except in shadow mode).
+local live = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+local labels = labels_of()
+local is_live = {}
+for i = 1, #live, 2 do
+  is_live[live[i]] = true
+end
+local refreshed = is_live[stream]
+-- The stream's device from now on: the activating one, else (a refresh) the one it had.
+local label = device ~= '' and device or (refreshed and labels[stream]) or nil
+
+-- Leases and what the limit counts: the live ones but those in ``gone``, and ``stream``
+-- (on ``with_label``'s device) unless ``without`` is set.
+local function usage(gone, with_label, without)
+  local leases, units, seen = 0, 0, {}
+  local function count(d)
+    leases = leases + 1
+    if not d then
+      units = units + 1
+    elseif not seen[d] then
+      seen[d] = true
+      units = units + 1
+    end
+  end
+  for i = 1, #live, 2 do
+    local s = live[i]
+    if s ~= stream and not gone[s] then count(labels[s]) end
+  end
+  if not without then count(with_label) end
+  return leases, by_device and units or leases
+end
+
+-- The leases this device holds besides this stream: ended to admit it.
+local replaced, gone = {}, {}
+if device ~= '' and ARGV[8] == '1' and enforce then
+  for i = 1, #live, 2 do
+    local s = live[i]
+    if s ~= stream and labels[s] == device then
+      replaced[#replaced + 1] = s
+      gone[s] = true
+    end
+  end
+end
+
+local function ends(streams)
+  for _, s in ipairs(streams) do
+    stats_add('l', tonumber(redis.call('ZSCORE', key, s)), -1)
+    redis.call('ZREM', key, s)
+  end
+end
+
+-- Writes the stream's device, keeps the devices as long as the leases, and sweeps the
+-- fields of leases that ended. The new lease is in the key before anything is removed:
+-- on a Cluster, a script may not touch a key it emptied while its slot is migrating.
+local function label_and_end(ended)
+  if label then
+    redis.call('HSET', devices_key, stream, label)
+    if ttl == 0 then
+      redis.call('PERSIST', devices_key)
+    else
+      redis.call('PEXPIRE', devices_key, ttl)
+    end
+  end
+  ends(ended)
+  local stale = {}
+  for s in pairs(labels) do
+    if (not is_live[s] or gone[s]) and s ~= stream then stale[#stale + 1] = s end
+  end
+  if not label and labels[stream] then stale[#stale + 1] = stream end
+  for i = 1, #stale, 100 do
+    redis.call('HDEL', devices_key, unpack(stale, i, math.min(i + 99, #stale)))
+  end
+end
+
+if refreshed then
+  local leases, counted = usage(gone, label)
+  local _, counted_before = usage({}, labels[stream])
+  if counted > math.max(limit, counted_before) then
+    -- Moving the stream to this device would exceed the limit on devices: it is
+    -- refreshed where it was, and replaces nothing.
+    label, replaced, gone = labels[stream], {}, {}
+    leases, counted = usage(gone, label)
+  end
+  stats_add('l', tonumber(redis.call('ZSCORE', key, stream)), -1)
+  add()
+  label_and_end(replaced)
+  finish()
+  return {2, limit, now, leases, counted, replaced}
+end
+
+local leases, counted = usage(gone, label)
+if counted <= limit or not enforce then
+  add()
+  label_and_end(replaced)
+  finish()
+  return {counted <= limit and 1 or 5, limit, now, leases, counted, replaced}
+end
+
+if ARGV[5] == 'evict_oldest' and limit > 0 then
+  -- Units the limit counts (a device's leases together, or one lease), the longest idle
+  -- first; the new stream's own unit is never one of them.
+  local units, order = {}, {}
+  local own = by_device and label or nil
+  for i = 1, #live, 2 do
+    local s, score = live[i], tonumber(live[i + 1])
+    if not gone[s] and s ~= stream then
+      local d = by_device and labels[s] or nil
+      local id = d and ('d' .. d) or ('s' .. s)
+      if not (own and d == own) then
+        local unit = units[id]
+        if not unit then
+          unit = {newest = score, streams = {}}
+          units[id] = unit
+          order[#order + 1] = unit
+        end
+        unit.newest = math.max(unit.newest, score)
+        unit.streams[#unit.streams + 1] = s
+      end
+    end
+  end
+  table.sort(order, function(a, b) return a.newest < b.newest end)
+  local evicted = {}
+  for _, unit in ipairs(order) do
+    if counted <= limit then break end
+    for _, s in ipairs(unit.streams) do
+      evicted[#evicted + 1] = s
+      gone[s] = true
+      leases = leases - 1
+    end
+    counted = counted - 1
+  end
+  add()
+  local ended = {unpack(replaced)}
+  for _, s in ipairs(evicted) do ended[#ended + 1] = s end
+  label_and_end(ended)
+  finish()
+  local reply = {4, limit, now, leases, counted, replaced}
+  for _, s in ipairs(evicted) do reply[#reply + 1] = s end
+  return reply
+end
+
+-- Refused: only expired leases may have been dropped above; nothing is replaced.
+local count, counted_now = usage({}, nil, true)
+return listed({3, limit, now, count, counted_now, {}}, refusal(labels))

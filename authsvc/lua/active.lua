@@ -1,10 +1,11 @@
 -- A user's live leases and limit, dropping the expired ones on the way.
 -- KEYS[1]  the user's leases (see activate.lua)
 -- KEYS[2]  the user's own limit, if an operator set one
--- KEYS[3]  the counters of the user's slot (stats.lua)
+-- KEYS[3]  the devices of the user's leases (see activate.lua)
+-- KEYS[4]  the counters of the user's slot (stats.lua)
 -- ARGV[1]  lease TTL in ms; 0 = leases never expire
 -- ARGV[2]  bucket width of the counters in ms (stats.lua)
--- returns {operator_limit or '', now_ms, stream, score, stream, score, ...} oldest first
+-- returns {operator_limit or '', now_ms, stream, score, device or '', ...} oldest first
 local key = KEYS[1]
 local ttl = tonumber(ARGV[1])
 local now = now_ms()
@@ -19,7 +20,17 @@ if ttl > 0 then
   end
 end
 local reply = {redis.call('GET', KEYS[2]) or '', now}
-for _, item in ipairs(redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')) do
-  reply[#reply + 1] = item
+local leases = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+local devices = {}
+if #leases > 0 then
+  local flat = redis.call('HGETALL', KEYS[3])
+  for i = 1, #flat, 2 do
+    devices[flat[i]] = flat[i + 1]
+  end
+end
+for i = 1, #leases, 2 do
+  reply[#reply + 1] = leases[i]
+  reply[#reply + 1] = leases[i + 1]
+  reply[#reply + 1] = devices[leases[i]] or ''
 end
 return reply

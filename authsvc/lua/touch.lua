@@ -1,10 +1,15 @@
 -- Refresh a lease if it is still alive: a heartbeat, or a gated fetch of the stream.
 -- KEYS[1]  the user's leases (see activate.lua)
--- KEYS[2]  the counters of the user's slot (stats.lua)
+-- KEYS[2]  only when a device asks: the devices of the user's leases (see activate.lua)
+-- KEYS[#KEYS] the counters of the user's slot (stats.lua)
 -- ARGV[1]  stream id
 -- ARGV[2]  lease TTL in ms; 0 = leases never expire
--- ARGV[3]  bucket width of the counters in ms (stats.lua)
+-- ARGV[3]  the asking device's id, or '' (then KEYS has no devices hash)
+-- ARGV[4]  bucket width of the counters in ms (stats.lua)
 -- returns {1, now_ms} when the lease was alive and is refreshed, {0, now_ms} when there is none
+-- A device refreshing a lease that has none becomes its device (a browser's first gated
+-- fetch of a stream activated without one); a lease's device never changes here, and
+-- nothing is replaced: that is the activation's decision.
 local key, stream = KEYS[1], ARGV[1]
 local ttl = tonumber(ARGV[2])
 local now = now_ms()
@@ -31,5 +36,16 @@ if ttl == 0 then
   redis.call('PERSIST', key)
 elseif redis.call('PTTL', key) < ttl then
   redis.call('PEXPIRE', key, ttl)
+end
+-- Without a device the devices hash is not even named: the gate costs what it did, and
+-- a slot being migrated serves it as before (a missing key named by a script is TRYAGAIN).
+if ARGV[3] ~= '' then
+  redis.call('HSETNX', KEYS[2], stream, ARGV[3])
+  -- The devices live as long as the leases that devices refresh.
+  if ttl == 0 then
+    redis.call('PERSIST', KEYS[2])
+  else
+    redis.call('PEXPIRE', KEYS[2], ttl)
+  end
 end
 return {1, now}

@@ -61,10 +61,12 @@ def content_length(data: bytes) -> int:
     return 0
 
 
-def activation(user: str, stream: str) -> bytes:
+def activation(user: str, stream: str, device: str | None = None) -> bytes:
+    """A raw activation of ``stream`` for ``user``, from ``device`` when given."""
+    device_header = f"x-device-id: {device}\r\n" if device else ""
     return (
         f"PATCH /streams/{stream}/activate HTTP/1.1\r\nHost: {HOST}\r\nx-userid: {user}\r\n"
-        "Content-Length: 0\r\n\r\n"
+        f"{device_header}Content-Length: 0\r\n\r\n"
     ).encode()
 
 
