@@ -34,7 +34,9 @@ PACKAGES: dict[str, tuple[str, list[str]]] = {
 
 
 def npm(*args: str, cwd: Path) -> str:
-    return subprocess.run(["npm", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=300).stdout
+    return subprocess.run(
+        ["npm", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=300
+    ).stdout
 
 
 def main() -> int:
