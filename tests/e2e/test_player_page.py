@@ -138,7 +138,9 @@ def usage(browser: Any) -> str:
 
 
 def screenshot(browser: Any, path: Path, keep: str | None = None) -> None:
-    """Save the page as PNG (and a copy at ``keep``: the README's comes from here)."""
+    """Save the page as PNG (and a copy at ``keep``: the README's comes from here), tall
+    enough for a refusal's list of streams."""
+    browser.set_window_size(1280, 1000)
     assert browser.save_screenshot(str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if keep:
