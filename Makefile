@@ -18,7 +18,7 @@ docs: $(READY)
 	$(PY) -m authsvc settings --write-docs docs/settings.md
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
-.PHONY: docs k8s-config run stop test test-stress unit integration e2e endtoend lint bench-api bench-gate bench-scale system-deps test-deps clean
+.PHONY: docs k8s-config vendor-players run stop test test-stress unit integration e2e endtoend lint bench-api bench-gate bench-scale system-deps test-deps clean
 
 $(READY): pyproject.toml requirements.lock requirements-dev.lock
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { scripts/need.sh "__venv__:python3-venv" && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
@@ -96,6 +96,12 @@ bench-scale: $(READY) system-deps
 #   make k8s-config K8S_SETTINGS="CANWATCH_EDGE_ORIGIN_URL=https://cdn.example.com"
 k8s-config: $(READY)
 	$(PY) -m canwatch_edge.k8s $(K8S_SETTINGS)
+
+# The web players of the player page, fetched again from npm at the versions pinned in
+# scripts/vendor_players.py (needs npm; `make run` and the tests do not).
+vendor-players: $(READY)
+	@scripts/need.sh npm:npm
+	$(PY) scripts/vendor_players.py
 
 clean:
 	rm -rf $(VENV) .run build site *.egg-info

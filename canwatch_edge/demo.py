@@ -1,10 +1,11 @@
 """The demo origin's video: a test pattern with a seconds counter, H.264 in MPEG-TS HLS
-segments of about 100 KB.
+segments of about 100 KB, and the same video as DASH (fMP4 segments).
 
-The files are committed as package data (``canwatch_stack/demo_hls/``), made by
-``python -m canwatch_edge.demo`` with Debian's ffmpeg, so that ``make run`` needs no
-ffmpeg and no encoding at start-up (x264 takes ~2 s of CPU for the 20 s, and the tests
-start a stack a dozen times). The stack copies them into the origin's directory.
+The files are committed as package data (``canwatch_edge/demo_hls/`` and
+``canwatch_edge/demo_dash/``), made by ``python -m canwatch_edge.demo`` with Debian's
+ffmpeg, so that ``make run`` needs no ffmpeg and no encoding at start-up (x264 takes ~2 s
+of CPU for the 20 s, and the tests start a stack a dozen times). The stack copies both
+into the origin's ``demo/`` directory: ``demo/playlist.m3u8`` and ``demo/manifest.mpd``.
 
 Why these choices, checked on Debian 12's ffmpeg 5.1 and chromium 156:
 - H.264 Main in MPEG-TS: ffmpeg's HLS demuxer plays it, and Debian's chromium decodes it
@@ -15,6 +16,10 @@ Why these choices, checked on Debian 12's ffmpeg 5.1 and chromium 156:
   frames decoded equal segments x frames per segment.
 - Constant bit rate with filler (x264 ``nal-hrd=cbr``): every segment is about 100 KB,
   the size the gate benchmark measures.
+- DASH is the HLS segments remuxed (``-c copy``), not encoded again: the same H.264
+  frames, so a player decodes the same pictures from either. A SegmentTimeline rather
+  than a segment duration: with a duration only, ffmpeg 5.1's DASH demuxer asks for a
+  sixth segment past the end and reports the 404 as an error.
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ from importlib import resources
 from pathlib import Path
 
 PACKAGED = resources.files(__package__).joinpath("demo_hls")
+DASH_PACKAGED = resources.files(__package__).joinpath("demo_dash")
 PLAYLIST = "playlist.m3u8"
+MANIFEST = "manifest.mpd"
+DASH_INIT = "init.mp4"
 SEGMENT_COUNT = 5
 SEGMENT_SECONDS = 4
 FPS = 25
@@ -40,6 +48,12 @@ CODECS = "avc1.4D401E"  # H.264 Main, level 3.0: what the player page asks MSE f
 def segment_names() -> list[str]:
     """The segments' file names, in playlist order."""
     return [f"segment{i}.ts" for i in range(SEGMENT_COUNT)]
+
+
+def dash_segment_names() -> list[str]:
+    """The DASH files other than the manifest: the initialization segment, then the media
+    segments in order (numbered from 1, the DASH default)."""
+    return [DASH_INIT, *(f"segment{i + 1}.m4s" for i in range(SEGMENT_COUNT))]
 
 
 def ffmpeg_command(out: Path, ffmpeg: str = "ffmpeg") -> list[str]:
@@ -62,15 +76,46 @@ def ffmpeg_command(out: Path, ffmpeg: str = "ffmpeg") -> list[str]:
     ]  # fmt: skip
 
 
+def dash_command(playlist: Path, out: Path, ffmpeg: str = "ffmpeg") -> list[str]:
+    """The ffmpeg command that remuxes the HLS demo at ``playlist`` into DASH in ``out``."""
+    return [
+        ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+        "-i", str(playlist), "-map", "0:v:0",
+        # The same frames; avc1: the MP4 sample entry (MPEG-TS carries no codec tag).
+        "-c", "copy", "-tag:v", "avc1",
+        "-f", "dash", "-seg_duration", str(SEGMENT_SECONDS),
+        "-use_template", "1", "-use_timeline", "1",
+        "-init_seg_name", DASH_INIT, "-media_seg_name", "segment$Number$.m4s",
+        str(out / MANIFEST),
+    ]  # fmt: skip
+
+
+def _run(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed:\n{result.stderr.strip()}")
+
+
+def generate_dash(playlist: Path, out: Path, ffmpeg: str = "ffmpeg") -> Path:
+    """Remux the HLS demo at ``playlist`` into DASH in ``out`` (created); returns the manifest.
+
+    Raises RuntimeError with ffmpeg's words when it fails.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    _run(dash_command(playlist, out, ffmpeg))
+    made = sorted(p.name for p in out.glob("*.m4s")) + sorted(p.name for p in out.glob("*.mp4"))
+    if sorted(made) != sorted(dash_segment_names()):
+        raise RuntimeError(f"ffmpeg made {made}, expected {dash_segment_names()}")
+    return out / MANIFEST
+
+
 def generate(out: Path, ffmpeg: str = "ffmpeg") -> Path:
     """Encode the demo stream into ``out`` (created); returns the playlist.
 
     Raises RuntimeError with ffmpeg's words when it fails.
     """
     out.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(ffmpeg_command(out, ffmpeg), capture_output=True, text=True, timeout=300)
-    if result.returncode != 0:
-        raise RuntimeError(f"ffmpeg failed:\n{result.stderr.strip()}")
+    _run(ffmpeg_command(out, ffmpeg))
     made = sorted(p.name for p in out.glob("segment*.ts"))
     if made != sorted(segment_names()):
         raise RuntimeError(f"ffmpeg made {made}, expected {segment_names()}")
@@ -78,15 +123,16 @@ def generate(out: Path, ffmpeg: str = "ffmpeg") -> Path:
 
 
 def install(root: Path) -> Path:
-    """Copy the packaged demo stream to ``root/demo``; returns the playlist.
+    """Copy the packaged demo stream, HLS and DASH, to ``root/demo``; returns the playlist.
 
     Files already there with the same size are left alone (a restart rewrites nothing).
     """
     demo = root / "demo"
     demo.mkdir(parents=True, exist_ok=True)
-    for name in [PLAYLIST, *segment_names()]:
-        source = PACKAGED.joinpath(name)
-        data = source.read_bytes()
+    files = [(PACKAGED, name) for name in [PLAYLIST, *segment_names()]]
+    files += [(DASH_PACKAGED, name) for name in [MANIFEST, *dash_segment_names()]]
+    for package, name in files:
+        data = package.joinpath(name).read_bytes()
         target = demo / name
         if not target.exists() or target.stat().st_size != len(data):
             target.write_bytes(data)
@@ -94,18 +140,23 @@ def install(root: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m canwatch_edge.demo [DIR]``: encode the demo (default: the package's copy)."""
+    """``python -m canwatch_edge.demo [--dash-only] [DIR]``: encode the demo as HLS and remux
+    it as DASH, both into DIR (default: the package's copies, demo_hls/ and demo_dash/)."""
     parser = argparse.ArgumentParser(prog="python -m canwatch_edge.demo", description="Encode the demo.")
-    default = Path(str(PACKAGED))
-    parser.add_argument("out", nargs="?", type=Path, default=default, help=f"directory (default {default})")
+    parser.add_argument("out", nargs="?", type=Path, help="directory for both (default: the package's)")
+    parser.add_argument("--dash-only", action="store_true", help="only remux the HLS already there")
     args = parser.parse_args(argv)
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         print("ffmpeg is missing: apt-get install -y ffmpeg", file=sys.stderr)
         return 1
-    playlist = generate(args.out, ffmpeg)
-    sizes = ", ".join(f"{(args.out / n).stat().st_size:,}" for n in segment_names())
-    print(f"{playlist}: {SEGMENT_COUNT} segments of {SEGMENT_SECONDS} s ({sizes} bytes)")
+    hls_dir = args.out or Path(str(PACKAGED))
+    dash_dir = args.out or Path(str(DASH_PACKAGED))
+    playlist = hls_dir / PLAYLIST if args.dash_only else generate(hls_dir, ffmpeg)
+    manifest = generate_dash(playlist, dash_dir, ffmpeg)
+    for where, names in ((playlist, segment_names()), (manifest, dash_segment_names())):
+        sizes = ", ".join(f"{(where.parent / n).stat().st_size:,}" for n in names)
+        print(f"{where}: {sizes} bytes")
     return 0
 
 

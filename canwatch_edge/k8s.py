@@ -6,7 +6,8 @@ edge Deployment of ``deploy/k8s/base/`` runs it with, as ConfigMaps.
 In the Pod, nginx's prefix ``/edge`` is an emptyDir (pid file, temp files); the
 configuration files are the ConfigMap ``edge-config`` mounted read-only at ``/edge/conf``
 (nginx resolves the relative ``include``s against the main file's folder), the player page
-is ``edge-player`` at ``/edge/player``; the lease tokens' Lua check is read from the
+is ``edge-player`` at ``/edge/player``, with the vendored web players of
+``edge-player-<package>`` projected under its ``vendor/``; the lease tokens' Lua check is read from the
 configuration's folder. The settings it was rendered with are kept in
 an annotation, so that a test can render it again and find it unchanged.
 """
@@ -89,7 +90,8 @@ def render_files(env: Mapping[str, str], prefix: str = PREFIX) -> dict[str, str]
 
 
 def config_maps(env: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The ConfigMaps ``edge-config`` (nginx's files) and ``edge-player`` (the page)."""
+    """The ConfigMaps ``edge-config`` (nginx's files), ``edge-player`` (the page) and
+    ``edge-player-<package>`` (each web player the page vendors)."""
     files = render_files(env)
     # A secret given on the command line is never written into a ConfigMap.
     secret = {env_name(Settings, f) for f in fields(Settings) if f.metadata["secret"]}
@@ -111,9 +113,23 @@ def config_maps(env: Mapping[str, str]) -> list[dict[str, Any]]:
 
     player = {path.split("/", 1)[1]: text for path, text in files.items() if path.startswith("player/")}
     conf = {path: text for path, text in files.items() if "/" not in path}
+    # The page's own files in edge-player (vendor/vendor.json as "vendor.json"), and each
+    # vendored player in a ConfigMap of its own: together they pass the 1 MiB one holds.
+    # The Deployment projects them into one folder (deploy/k8s/base/edge.yaml).
+    page: dict[str, str] = {}
+    vendored: dict[str, dict[str, str]] = {}
+    for path, text in player.items():
+        parts = path.split("/")
+        if len(parts) == 1 or (parts[0] == "vendor" and len(parts) == 2):
+            page[parts[-1]] = text
+        elif parts[0] == "vendor" and len(parts) == 3:
+            vendored.setdefault(parts[1], {})[parts[2]] = text
+        else:
+            raise RuntimeError(f"unexpected folder in the player page: {path}")
     if len(player) + len(conf) != len(files):
         raise RuntimeError(f"unexpected folders in the edge: {sorted(files)}")
-    return [config_map("edge-config", conf), config_map("edge-player", player)]
+    maps = [config_map("edge-config", conf), config_map("edge-player", page)]
+    return maps + [config_map(f"edge-player-{package}", data) for package, data in sorted(vendored.items())]
 
 
 class _Literal(yaml.SafeDumper):

@@ -67,6 +67,7 @@ LUA_MODULES = (
 # How nginx gets the lease tokens' key (never the secret itself): in its environment.
 LEASE_TOKEN_KEY_ENV = "CANWATCH_EDGE_LEASE_TOKEN_KEY"
 PLAYER = resources.files(__package__).joinpath("player")  # the page's static files
+PAGE_TYPES = (".html", ".js", ".css")
 
 # What the identity is called in each mode: the query parameter and the cookie that carry
 # it (the parameter is also what a query must not carry toward the origin), the variable
@@ -329,11 +330,19 @@ def render(config: EdgeConfig, templates: Traversable = TEMPLATES) -> Path:
     for target, source in files.items():
         text = templates.joinpath(source).read_text(encoding="utf-8")
         (config.prefix / target).write_text(substitute(text, values, source))
-    (config.prefix / "player").mkdir(exist_ok=True)
-    for page_file in PLAYER.iterdir():
-        if page_file.is_file() and page_file.name.endswith((".html", ".js", ".css")):
-            (config.prefix / "player" / page_file.name).write_bytes(page_file.read_bytes())
+    _copy_page(PLAYER, config.prefix / "player")
     return config.prefix / "nginx.conf"
+
+
+def _copy_page(source: Traversable, target: Path, vendored: bool = False) -> None:
+    """The player page's own files, and under vendor/ the web players as vendored (each
+    with its licence, and vendor.json)."""
+    target.mkdir(exist_ok=True)
+    for entry in source.iterdir():
+        if entry.is_dir() and entry.name != "__pycache__":
+            _copy_page(entry, target / entry.name, vendored=True)
+        elif entry.is_file() and (vendored or entry.name.endswith(PAGE_TYPES)):
+            (target / entry.name).write_bytes(entry.read_bytes())
 
 
 def command(binary: str, prefix: Path, *extra: str) -> list[str]:

@@ -1,34 +1,77 @@
 // CanWatch player page: the API at the site's root, streams through the gate at
-// /watch/{streamId}/. No third-party code: a small HLS player on Media Source Extensions.
+// /watch/{streamId}/, played by the web players platforms ship: hls.js for HLS, Shaka
+// Player for DASH (both vendored from npm under vendor/, see vendor/vendor.json).
 //
-// Chromium plays neither HLS nor MPEG-TS in <video> by itself, but its MSE takes MPEG-TS
-// with H.264 (MediaSource.isTypeSupported('video/mp2t; codecs="avc1.4D401E"')), so the
-// player reads the playlist, fetches each segment through the gate and appends it. Every
-// fetch carries the identity in a header (x-userid, or Authorization in jwt mode), as the
-// API calls do: the page needs no cookie.
+// The players get the identity the way a platform's page hands it to a player that sets
+// no headers: in the manifest's query (?userid=, or ?token= in jwt mode). The gate answers
+// the manifest with a cookie scoped to /watch/{streamId}/, and the players' segment
+// fetches (relative URIs, which drop the query) carry it. The page's own API calls send
+// the identity as a header (x-userid, or Authorization in jwt mode).
 "use strict";
 
-const PLAYLIST = "demo/playlist.m3u8";
-const MIME = 'video/mp2t; codecs="avc1.4D401E"';
-const BUFFER_AHEAD_S = 12; // fetch the next segment when less than this is buffered
-const KEEP_BEHIND_S = 20; // drop what was played longer ago (MSE's memory is bounded)
+const MANIFESTS = { hls: "demo/playlist.m3u8", dash: "demo/manifest.mpd" };
+const FORMAT_NAMES = { hls: "HLS (hls.js)", dash: "DASH (Shaka Player)" };
 const REFRESH_MS = 2000; // the active streams panel
+const HEARTBEAT_MAX_MS = 30000; // a playing stream's heartbeat, at most this far apart
+const STORE = { user: "canwatch.userId", format: "canwatch.format", starts: "canwatch.starts" };
 
 const page = {
   identity: "header", // or "jwt", from /player/config.json
+  param: "userid", // the query parameter that carries the identity to the gate
   cards: new Map(), // streamId -> Card
 };
 
 const $ = (id) => document.getElementById(id);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// localStorage may be unavailable (a private window's quota, a policy): the page works
+// without it, it only forgets.
+const remembered = {
+  get(key) {
+    try {
+      return localStorage.getItem(key);
+    } catch {
+      return null;
+    }
+  },
+  set(key, value) {
+    try {
+      localStorage.setItem(key, value);
+    } catch {
+      // not remembered
+    }
+  },
+};
+
+// When this browser started each stream: the API's leases carry their last refresh (and
+// a device when the client gave one), a start time only if the service records one.
+const starts = {
+  all() {
+    try {
+      return JSON.parse(remembered.get(STORE.starts) || "{}");
+    } catch {
+      return {};
+    }
+  },
+  note(streamId) {
+    const all = starts.all();
+    if (!all[streamId]) all[streamId] = Date.now();
+    remembered.set(STORE.starts, JSON.stringify(all));
+  },
+  keep(streamIds) {
+    const all = starts.all();
+    const kept = Object.fromEntries(Object.entries(all).filter(([id]) => streamIds.includes(id)));
+    remembered.set(STORE.starts, JSON.stringify(kept));
+  },
+};
+
+function identityValue() {
+  return (page.identity === "jwt" ? $("token") : $("user")).value.trim();
+}
 
 function credentials() {
-  if (page.identity === "jwt") {
-    const token = $("token").value.trim();
-    return token ? { Authorization: `Bearer ${token}` } : null;
-  }
-  const user = $("user").value.trim();
-  return user ? { "x-userid": user } : null;
+  const value = identityValue();
+  if (!value) return null;
+  return page.identity === "jwt" ? { Authorization: `Bearer ${value}` } : { "x-userid": value };
 }
 
 // One API call: {status, body}; the body is the JSON every answer carries (or {}).
@@ -43,120 +86,145 @@ async function api(method, path, headers = {}) {
   return { status: response.status, body };
 }
 
+const streamPath = (streamId, op) => `/streams/${encodeURIComponent(streamId)}/${op}`;
+
 function notice(text) {
   $("notice").textContent = text;
 }
 
-// A refusal of the gate: the server's JSON message, else the status.
-async function refusal(response) {
+// The gate's JSON error out of a response body (text or bytes), else "".
+function gateError(body) {
   try {
-    const body = await response.json();
-    if (body && body.error) return `${response.status} ${body.error}`;
+    const text = typeof body === "string" ? body : new TextDecoder().decode(body);
+    return JSON.parse(text).error || "";
   } catch {
-    // not JSON
+    return "";
   }
-  return `${response.status} ${response.statusText}`;
 }
 
 class Refused extends Error {}
 
-// Plays /watch/{streamId}/demo/playlist.m3u8 into a <video>, looping over the playlist
-// until stopped; each segment fetch goes through the gate (and refreshes the lease).
-class HlsPlayer {
-  constructor(video, streamId, headers, onRefused) {
-    this.video = video;
-    this.base = new URL(`/watch/${encodeURIComponent(streamId)}/`, location.href);
-    this.headers = headers;
-    this.onRefused = onRefused;
-    this.stopped = false;
+// hls.js on a <video>: resolves once the playlist is parsed; a fatal error after that
+// (the gate refusing a segment once retries are spent) goes to onFatal.
+class HlsJsPlayer {
+  constructor(video, url, onFatal) {
+    Object.assign(this, { video, url, onFatal });
   }
 
-  async fetchGated(url) {
-    const response = await fetch(url, { headers: this.headers, cache: "no-store" });
-    if (!response.ok) throw new Refused(await refusal(response));
-    return response;
-  }
-
-  async start() {
-    const playlistUrl = new URL(PLAYLIST, this.base);
-    const text = await (await this.fetchGated(playlistUrl)).text();
-    // Media playlist: every line that is not a tag names a segment, relative to it.
-    this.segments = text
-      .split("\n")
-      .map((line) => line.trim())
-      .filter((line) => line && !line.startsWith("#"))
-      .map((uri) => new URL(uri, playlistUrl));
-    if (!this.segments.length) throw new Refused("the playlist names no segment");
-    this.source = new MediaSource();
-    this.video.src = URL.createObjectURL(this.source);
-    await new Promise((resolve) => this.source.addEventListener("sourceopen", resolve, { once: true }));
-    this.buffer = this.source.addSourceBuffer(MIME);
-    // Sequence mode: each segment is placed right after the previous one, so the loop
-    // back to the first segment continues the timeline instead of rewinding it.
-    this.buffer.mode = "sequence";
-    this.pump().catch((error) => this.fail(error));
-  }
-
-  async append(data) {
-    await new Promise((resolve, reject) => {
-      this.buffer.addEventListener("updateend", resolve, { once: true });
-      this.buffer.addEventListener("error", () => reject(new Error("append failed")), { once: true });
-      this.buffer.appendBuffer(data);
+  start() {
+    return new Promise((resolve, reject) => {
+      // The worker from its own file: the page's CSP allows no blob: scripts.
+      const hls = new Hls({ workerPath: "vendor/hls.js/hls.worker.js" });
+      this.hls = hls;
+      let started = false;
+      hls.on(Hls.Events.ERROR, (_event, data) => {
+        if (!data.fatal) return;
+        const status = data.response && data.response.code;
+        const xhr = data.networkDetails;
+        const said = xhr && "response" in xhr ? gateError(xhr.response) : "";
+        const message = status ? `${status} ${said || data.details}` : `${data.type}: ${data.details}`;
+        if (started) this.onFatal(message);
+        else reject(new Refused(message));
+      });
+      hls.on(Hls.Events.MANIFEST_PARSED, () => {
+        started = true;
+        this.video.play().catch(() => {});
+        resolve();
+      });
+      hls.attachMedia(this.video);
+      hls.loadSource(this.url);
     });
   }
 
-  ahead() {
-    const ranges = this.buffer.buffered;
-    return ranges.length ? ranges.end(ranges.length - 1) - this.video.currentTime : 0;
+  stop() {
+    if (this.hls) this.hls.destroy();
+  }
+}
+
+// Shaka Player on a <video>: resolves once the manifest is loaded.
+class ShakaPlayer {
+  constructor(video, url, onFatal) {
+    Object.assign(this, { video, url, onFatal });
   }
 
-  async pump() {
-    for (let n = 0; !this.stopped; ) {
-      if (this.ahead() > BUFFER_AHEAD_S) {
-        await sleep(500);
-        continue;
-      }
-      const index = n % this.segments.length;
-      const data = await (await this.fetchGated(this.segments[index])).arrayBuffer();
-      if (this.stopped) return;
-      // Back at the first segment: its timestamps restart, so the parser starts afresh.
-      if (index === 0 && n > 0) this.buffer.abort();
-      await this.append(data);
-      n += 1;
-      const played = this.video.currentTime;
-      if (played > KEEP_BEHIND_S * 2) {
-        await new Promise((resolve) => {
-          this.buffer.addEventListener("updateend", resolve, { once: true });
-          this.buffer.remove(0, played - KEEP_BEHIND_S);
-        });
-      }
-      if (this.video.paused && !this.video.ended) this.video.play().catch(() => {});
+  async start() {
+    const player = new shaka.Player();
+    this.player = player;
+    await player.attach(this.video);
+    try {
+      await player.load(this.url);
+    } catch (error) {
+      throw new Refused(ShakaPlayer.message(error));
     }
+    player.addEventListener("error", (event) => this.onFatal(ShakaPlayer.message(event.detail)));
+    this.video.play().catch(() => {});
   }
 
-  fail(error) {
-    if (this.stopped) return;
-    this.stop();
-    this.onRefused(error instanceof Refused ? error.message : `playback failed: ${error.message}`);
+  // shaka.util.Error BAD_HTTP_STATUS carries [uri, status, body, ...].
+  static message(error) {
+    if (error && error.code === shaka.util.Error.Code.BAD_HTTP_STATUS) {
+      const [, status, body] = error.data;
+      return `${status} ${gateError(body || "") || "refused"}`;
+    }
+    return `Shaka error ${error && error.code}`;
   }
 
   stop() {
-    this.stopped = true;
-    if (this.video.src) {
-      URL.revokeObjectURL(this.video.src);
-      this.video.removeAttribute("src");
-      this.video.load();
-    }
+    if (this.player) this.player.destroy();
   }
+}
+
+const PLAYERS = { hls: HlsJsPlayer, dash: ShakaPlayer };
+
+function formatTime(ms, source) {
+  if (ms === undefined || ms === null) return "";
+  const seconds = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  const ago = seconds < 90 ? `${seconds} s ago` : `${Math.round(seconds / 60)} min ago`;
+  return source ? `${ago} (${source})` : ago;
+}
+
+function secondsLeft(expiresAt) {
+  if (expiresAt === null || expiresAt === undefined) return "never";
+  return `${Math.max(0, Math.round((expiresAt - Date.now()) / 1000))} s`;
+}
+
+// A lease's device: a string, or an object with a name or an id; "" when it has none.
+function deviceOf(lease) {
+  const device = lease.device;
+  if (device === undefined || device === null || device === "") return "";
+  if (typeof device === "object") return String(device.name || device.id || JSON.stringify(device));
+  return String(device);
+}
+
+// What the page says about a lease: its device, start and last refresh.
+function describe(lease) {
+  const local = starts.all()[lease.streamId];
+  return {
+    device: deviceOf(lease),
+    started: lease.startedAt ? formatTime(lease.startedAt) : formatTime(local, local && "here"),
+    refreshed: formatTime(lease.refreshedAt),
+  };
+}
+
+// Stop a stream of the user's own: its player here, if any, and its lease.
+async function deactivate(streamId, why) {
+  const card = page.cards.get(streamId);
+  if (card) card.halt("stopped", why);
+  const done = await api("PATCH", streamPath(streamId, "deactivate"), credentials() || {});
+  refreshActive();
+  return done;
 }
 
 // One stream on the page: its <video>, its state and its buttons.
 class Card {
-  constructor(streamId) {
+  constructor(streamId, format) {
     this.streamId = streamId;
+    this.format = format;
     const node = $("card-template").content.firstElementChild.cloneNode(true);
     node.dataset.stream = streamId;
+    node.dataset.format = format;
     node.querySelector(".stream").textContent = streamId;
+    node.querySelector(".format").textContent = FORMAT_NAMES[format];
     node.querySelector(".stop").addEventListener("click", () => this.stop());
     node.querySelector(".retry").addEventListener("click", () => this.start());
     this.node = node;
@@ -164,42 +232,113 @@ class Card {
     $("streams").append(node);
   }
 
-  show(state, message = "") {
+  show(state, message = "", others = []) {
     this.node.dataset.state = state;
     this.node.querySelector(".state").textContent = state;
     this.node.querySelector(".message").textContent = message;
     this.node.querySelector(".stop").hidden = state !== "playing" && state !== "starting";
     this.node.querySelector(".retry").hidden = state !== "refused" && state !== "stopped";
+    this.showOthers(others);
+  }
+
+  // The refusal lists the user's active streams, each with one click to free its slot.
+  showOthers(others) {
+    const refusal = this.node.querySelector(".refusal");
+    refusal.hidden = others.length === 0;
+    this.node.querySelector(".others").replaceChildren(
+      ...others.map((lease) => {
+        const item = $("other-template").content.firstElementChild.cloneNode(true);
+        item.dataset.stream = lease.streamId;
+        const shown = describe(lease);
+        item.querySelector(".stream").textContent = lease.streamId;
+        item.querySelector(".device").textContent = shown.device ? `on ${shown.device}` : "";
+        item.querySelector(".started").textContent = shown.started ? `started ${shown.started}` : "";
+        item.querySelector(".refreshed").textContent = `last refresh ${shown.refreshed}`;
+        item.querySelector(".free").addEventListener("click", () => this.freeAndWatch(lease.streamId));
+        return item;
+      }),
+    );
+  }
+
+  // "Stop that one and watch here": end the other stream, then activate this one again.
+  async freeAndWatch(otherId) {
+    this.show("starting", `stopping ${otherId}`);
+    const done = await deactivate(otherId, "stopped to watch another stream");
+    if (done.status !== 200) return this.show("refused", done.body.error || `status ${done.status}`);
+    await this.start();
   }
 
   async start() {
     const headers = credentials();
     if (!headers) return notice("Get a user id (or paste a token) first.");
+    this.halt();
     this.show("starting");
-    const activated = await api("PATCH", `/streams/${encodeURIComponent(this.streamId)}/activate`, headers);
+    const activated = await api("PATCH", streamPath(this.streamId, "activate"), headers);
     refreshActive();
     if (activated.status !== 200) {
-      return this.show("refused", activated.body.error || `status ${activated.status}`);
+      const others = Array.isArray(activated.body.activeStreams) ? activated.body.activeStreams : [];
+      return this.show("refused", activated.body.error || `status ${activated.status}`, others);
     }
-    this.player = new HlsPlayer(this.video, this.streamId, headers, (message) => {
-      this.show("refused", message);
+    starts.note(this.streamId);
+    const url = new URL(`/watch/${encodeURIComponent(this.streamId)}/${MANIFESTS[this.format]}`, location.href);
+    url.searchParams.set(page.param, identityValue());
+    const player = new PLAYERS[this.format](this.video, url.href, (message) => {
+      if (this.player !== player) return;
+      this.halt("refused", message);
       refreshActive();
     });
+    this.player = player;
     try {
-      await this.player.start();
-      this.show("playing");
+      await player.start();
     } catch (error) {
-      this.player.fail(error);
+      if (this.player === player) this.halt("refused", error instanceof Refused ? error.message : String(error));
+      return;
     }
+    if (this.player !== player) return; // stopped while it loaded
+    this.show("playing");
+    this.keepAlive(activated.body.expiresAt);
+  }
+
+  // Segment fetches refresh the lease, but a player with the whole video buffered (it
+  // loops) fetches nothing: a heartbeat well inside the lease's life keeps it, and tells
+  // the page when the stream was stopped elsewhere (404 Lease Not Found).
+  keepAlive(expiresAt) {
+    if (expiresAt === null || expiresAt === undefined) return; // leases never expire
+    const every = Math.max(1000, Math.min(HEARTBEAT_MAX_MS, (expiresAt - Date.now()) / 3));
+    this.heartbeat = setInterval(async () => {
+      const beat = await api("PATCH", streamPath(this.streamId, "heartbeat"), credentials() || {});
+      if (beat.status === 404) this.halt("stopped", beat.body.error || "the lease ended");
+    }, every);
+  }
+
+  // Stop playing here (the lease is left alone); with a state, show it.
+  halt(state, message = "") {
+    clearInterval(this.heartbeat);
+    const player = this.player;
+    this.player = null;
+    if (player) {
+      player.stop();
+      this.video.removeAttribute("src");
+      this.video.load();
+    }
+    if (state) this.show(state, message);
   }
 
   async stop() {
-    if (this.player) this.player.stop();
+    this.halt("stopped");
     const headers = credentials();
-    if (headers) await api("PATCH", `/streams/${encodeURIComponent(this.streamId)}/deactivate`, headers);
-    this.show("stopped");
+    if (headers) await api("PATCH", streamPath(this.streamId, "deactivate"), headers);
     refreshActive();
   }
+}
+
+function card(streamId) {
+  let found = page.cards.get(streamId);
+  if (!found) {
+    found = new Card(streamId, $("format").value);
+    page.cards.set(streamId, found);
+  }
+  return found;
 }
 
 async function startStream() {
@@ -207,25 +346,32 @@ async function startStream() {
   notice("");
   const issued = await api("GET", "/streams/newId");
   if (issued.status !== 200) return notice(`No stream id: ${issued.body.error || issued.status}`);
-  const card = new Card(issued.body.streamId);
-  page.cards.set(card.streamId, card);
-  await card.start();
+  await card(issued.body.streamId).start();
+}
+
+function useUser(userId) {
+  $("user").value = userId;
+  remembered.set(STORE.user, userId);
+  refreshActive();
 }
 
 async function newUser() {
   const issued = await api("GET", "/users/newId");
   if (issued.status !== 200) return notice(`No user id: ${issued.body.error || issued.status}`);
-  $("user").value = issued.body.userId;
   notice("");
-  refreshActive();
+  useUser(issued.body.userId);
 }
 
-function secondsLeft(expiresAt) {
-  if (expiresAt === null) return "never";
-  return `${Math.max(0, Math.round((expiresAt - Date.now()) / 1000))} s`;
+function button(text, className, onClick) {
+  const node = document.createElement("button");
+  node.type = "button";
+  node.className = className;
+  node.textContent = text;
+  node.addEventListener("click", onClick);
+  return node;
 }
 
-// The user's active streams, their expiry and the limit, as the API says.
+// The user's active streams (whichever device or page started them), as the API says.
 async function refreshActive() {
   const headers = credentials();
   if (!headers) return;
@@ -242,6 +388,7 @@ async function refreshActive() {
   }
   $("active-error").textContent = "";
   const { streams, limit } = answer.body;
+  starts.keep(streams.map((lease) => lease.streamId));
   $("usage").textContent = `(${streams.length} of ${limit})`;
   $("usage").dataset.active = String(streams.length);
   $("usage").dataset.limit = String(limit);
@@ -249,11 +396,21 @@ async function refreshActive() {
     ...streams.map((lease) => {
       const row = document.createElement("tr");
       row.dataset.stream = lease.streamId;
-      for (const text of [lease.streamId, secondsLeft(lease.expiresAt)]) {
+      const shown = describe(lease);
+      const cells = { stream: lease.streamId, ...shown, expires: secondsLeft(lease.expiresAt) };
+      for (const [name, text] of Object.entries(cells)) {
         const cell = document.createElement("td");
+        cell.className = name;
         cell.textContent = text;
         row.append(cell);
       }
+      const actions = document.createElement("td");
+      const here = page.cards.get(lease.streamId);
+      if (!here || here.node.dataset.state !== "playing") {
+        actions.append(button("Watch here", "watch", () => card(lease.streamId).start()));
+      }
+      actions.append(button("Stop", "end", () => deactivate(lease.streamId, "stopped from the list")));
+      row.append(actions);
       return row;
     }),
   );
@@ -262,17 +419,30 @@ async function refreshActive() {
 async function main() {
   $("new-user").addEventListener("click", newUser);
   $("start").addEventListener("click", startStream);
-  for (const id of ["user", "token"]) $(id).addEventListener("change", refreshActive);
+  $("user").addEventListener("change", () => useUser($("user").value.trim()));
+  $("token").addEventListener("change", refreshActive);
+  $("format").addEventListener("change", () => remembered.set(STORE.format, $("format").value));
   try {
     const config = await (await fetch("config.json", { cache: "no-store" })).json();
     page.identity = config.identity === "jwt" ? "jwt" : "header";
+    page.param = config.param || (page.identity === "jwt" ? "token" : "userid");
   } catch {
     page.identity = "header";
   }
   $(page.identity === "jwt" ? "who-jwt" : "who-header").hidden = false;
-  if (!window.MediaSource || !MediaSource.isTypeSupported(MIME)) {
-    notice(`This browser cannot play ${MIME} through Media Source Extensions.`);
+  const format = new URLSearchParams(location.search).get("format") || remembered.get(STORE.format);
+  if (format in MANIFESTS) $("format").value = format;
+  if (page.identity === "header") {
+    // The viewer's id: from the page's URL (?userid=), else as remembered from a visit.
+    const given = new URLSearchParams(location.search).get(page.param);
+    const userId = given || remembered.get(STORE.user);
+    if (userId) useUser(userId);
   }
+  shaka.polyfill.installAll();
+  const missing = [];
+  if (!Hls.isSupported()) missing.push("hls.js");
+  if (!shaka.Player.isBrowserSupported()) missing.push("Shaka Player");
+  if (missing.length) notice(`This browser cannot run ${missing.join(" or ")} (Media Source Extensions).`);
   setInterval(refreshActive, REFRESH_MS);
   document.body.dataset.identity = page.identity; // the page is ready
 }

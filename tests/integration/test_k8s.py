@@ -173,6 +173,18 @@ def _lay_out_pod(deployment: Obj, objects: list[Obj], root: Path) -> None:
             target.mkdir(parents=True, exist_ok=True)
             continue
         assert mount.get("readOnly"), f"{mount['mountPath']}: configuration mounted writable"
+        if "projected" in volume:
+            # Every item of every ConfigMap at its path; none missed, none twice.
+            for source in volume["projected"]["sources"]:
+                data = one(objects, "ConfigMap", source["configMap"]["name"])["data"]
+                items = source["configMap"].get("items") or [{"key": k, "path": k} for k in data]
+                assert sorted(item["key"] for item in items) == sorted(data), source
+                for item in items:
+                    path = target / item["path"]
+                    assert not path.exists(), item
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(data[item["key"]])
+            continue
         data = one(objects, "ConfigMap", volume["configMap"]["name"])["data"]
         if "subPath" in mount:
             target.write_text(data[mount["subPath"]])
@@ -208,6 +220,27 @@ def test_nginx_accepts_the_edge_as_the_pod_mounts_it(base: list[Obj], tmp_path: 
     assert "test is successful" in check.stderr
     conf = (root / "edge" / "conf" / "nginx.conf").read_text()
     assert f"pid {prefix}/nginx.pid;" in conf and "error_log stderr" in conf
+
+
+def test_the_pod_serves_the_player_page_as_rendered(base: list[Obj], tmp_path: Path) -> None:
+    # The projected folder holds every file of the page and its vendored players, as the
+    # edge renders them (vendor.json's hashes included).
+    _lay_out_pod(one(base, "Deployment", "edge"), base, tmp_path)
+    folder = tmp_path / "edge" / "player"
+    settings = _rendered_settings(one(base, "ConfigMap", "edge-config"))
+    rendered = k8s.render_files(k8s.settings_env(settings))
+    expected = {path.split("/", 1)[1]: text for path, text in rendered.items() if path.startswith("player/")}
+    laid_out = {str(p.relative_to(folder)): p.read_text() for p in folder.rglob("*") if p.is_file()}
+    assert laid_out == expected
+    assert "vendor/hls.js/hls.min.js" in laid_out and "vendor/shaka-player/shaka-player.dash.js" in laid_out
+
+
+def test_every_config_map_fits_what_kubernetes_stores(base: list[Obj]) -> None:
+    # etcd refuses an object over 1 MiB; leave room for metadata.
+    for obj in base:
+        if obj["kind"] == "ConfigMap":
+            size = len(yaml.dump(obj).encode())
+            assert size < 1024 * 1024 * 0.95, (obj["metadata"]["name"], size)
 
 
 def test_the_edge_reaches_authsvc_through_its_service(base: list[Obj]) -> None:

@@ -165,8 +165,17 @@ def test_stack_from_the_wheel(installed: Path, tmp_path: Path) -> None:
         )
     try:
         wait_http(f"http://127.0.0.1:{ports['EDGE_PORT']}/healthz", proc, log, timeout=60)
-        r = requests.get(f"http://127.0.0.1:{ports['EDGE_PORT']}/users/newId", timeout=5)
+        base = f"http://127.0.0.1:{ports['EDGE_PORT']}"
+        r = requests.get(f"{base}/users/newId", timeout=5)
         assert r.status_code == 200, r.text
+        # The page's vendored players and the DASH demo are package data too.
+        user, stream = r.json()["userId"], requests.get(f"{base}/streams/newId", timeout=5).json()["streamId"]
+        for path in ("vendor/hls.js/hls.min.js", "vendor/shaka-player/shaka-player.dash.js"):
+            assert requests.get(f"{base}/player/{path}", timeout=5).status_code == 200, path
+        assert requests.patch(f"{base}/streams/{stream}/activate", headers={"x-userid": user}, timeout=5).ok
+        for path in ("manifest.mpd", "init.mp4", "segment1.m4s"):
+            got = requests.get(f"{base}/watch/{stream}/demo/{path}", headers={"x-userid": user}, timeout=5)
+            assert got.status_code == 200, (path, got.text)
     finally:
         proc.send_signal(signal.SIGINT)
         try:

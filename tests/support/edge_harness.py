@@ -24,6 +24,8 @@ from until import until
 HOST = os.environ.get("HOST", "").rstrip("/")
 PLAYLIST = "demo/playlist.m3u8"
 SEGMENT = "demo/segment0.ts"
+MANIFEST = "demo/manifest.mpd"  # the same video as DASH
+DASH_SEGMENT = "demo/segment1.m4s"
 
 StackFactory = Callable[..., Stack]
 

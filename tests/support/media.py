@@ -1,4 +1,4 @@
-"""Real clients for the end-to-end tests: ffmpeg as an HLS player, an origin that records
+"""Real clients for the end-to-end tests: ffmpeg as an HLS and DASH player, an origin that records
 what reaches it, and headless Chromium driven through chromedriver (selenium)."""
 
 from __future__ import annotations
@@ -23,19 +23,23 @@ DEMO_FRAMES = demo.SEGMENT_COUNT * demo.FRAMES_PER_SEGMENT
 
 @dataclass(frozen=True)
 class Playback:
-    """What ffmpeg made of a stream: its exit status, the frames it decoded, its errors."""
+    """What ffmpeg made of a stream: its exit status, the frames it decoded (and each
+    one's checksum of its pixels), its errors."""
 
     returncode: int
     frames: int
     errors: str
+    checksums: tuple[str, ...] = ()
 
 
 def play(url: str, headers: dict[str, str] | None = None, cookie: tuple[str, str] | None = None) -> Playback:
-    """Play ``url`` with Debian's ffmpeg as the HLS client, decoding every frame.
+    """Play ``url`` with Debian's ffmpeg as the HLS or DASH client (by the playlist's or
+    manifest's type), decoding every frame.
 
     ``headers`` go on every request (playlist and segments); ``cookie`` is given to ffmpeg's
     cookie store for the whole site. Segment URIs are resolved by ffmpeg's HLS demuxer
-    relative to the playlist, as any player does, so a query string does not follow.
+    relative to the playlist (its DASH demuxer: to the manifest), as any player does, so a
+    query string does not follow.
     """
     ffmpeg = need_binary("ffmpeg", "ffmpeg")
     command = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error"]
@@ -46,8 +50,9 @@ def play(url: str, headers: dict[str, str] | None = None, cookie: tuple[str, str
     # framecrc: one line per decoded frame (a checksum of its pixels) on stdout.
     command += ["-i", url, "-map", "0:v:0", "-f", "framecrc", "-"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    frames = sum(1 for line in result.stdout.splitlines() if line and not line.startswith("#"))
-    return Playback(result.returncode, frames, result.stderr.strip())
+    frames = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
+    checksums = tuple(line.rsplit(",", 1)[-1].strip() for line in frames)
+    return Playback(result.returncode, len(frames), result.stderr.strip(), checksums)
 
 
 @dataclass
@@ -72,7 +77,13 @@ def recording_origin(root: Path) -> Iterator[tuple[str, RecordingOrigin]]:
     origin = RecordingOrigin(root)
 
     class Handler(SimpleHTTPRequestHandler):
-        extensions_map = {".ts": "video/mp2t", ".m3u8": "application/vnd.apple.mpegurl"}  # noqa: RUF012
+        extensions_map = {  # noqa: RUF012
+            ".ts": "video/mp2t",
+            ".m3u8": "application/vnd.apple.mpegurl",
+            ".mpd": "application/dash+xml",
+            ".mp4": "video/mp4",
+            ".m4s": "video/mp4",
+        }
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, directory=str(root), **kwargs)
@@ -114,6 +125,12 @@ def chromium(download_dir: Path, trust_cert: Path | None = None) -> Any:
         "--no-sandbox",  # running as root in a container
         "--disable-dev-shm-usage",
         "--disable-gpu",
+        # Nothing but the page's own requests: no QUIC probes, first-run, sync or updates.
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
         "--autoplay-policy=no-user-gesture-required",
         "--window-size=1280,820",
         f"--user-data-dir={download_dir / 'profile'}",
