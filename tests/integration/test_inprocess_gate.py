@@ -40,9 +40,8 @@ def test_gate_allows_an_active_stream_and_refreshes_it(service: Service, method:
     assert until(lambda: time.time() * 1000 >= activated + 2, timeout=5, step=0.001)
     answer = service.gate(f"/watch/{stream}/demo/seg1.ts?v=1", user, method)
     allowed = {"X-Userid": user, "X-Stream-Id": stream}
-    expect(
-        answer, 204, None, {**allowed, "X-Error-Status": None, "X-Gate-Decision": "allowed", "X-Lease-Token": None}
-    )
+    headers = {**allowed, "X-Error-Status": None, "X-Gate-Decision": "allowed", "X-Lease-Token": None}
+    expect(answer, 204, None, headers)
     streams = [{"streamId": stream, "refreshedAt": answer.during, "expiresAt": answer.during + TTL_MS}]
     expect(service.active(user), 200, {"status": "ok", "userId": user, "limit": LIMIT, "streams": streams})
 
