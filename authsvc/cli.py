@@ -35,7 +35,7 @@ def _settings_classes() -> tuple[Any, ...]:
     return (Settings, *(cls for part in parts() for cls in part.SETTINGS))
 
 
-def serve(host: str, port: int, workers: int) -> int:
+def serve(host: str, port: int, workers: int, uds: str | None = None) -> int:
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -68,6 +68,7 @@ def serve(host: str, port: int, workers: int) -> int:
             factory=True,
             host=host,
             port=port,
+            uds=uds,
             workers=workers,
             loop="uvloop",
             http="httptools",
@@ -159,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=9005)
     serve_cmd.add_argument("--workers", type=int, default=1)
+    serve_cmd.add_argument(
+        "--uds", metavar="PATH", help="listen on this unix socket instead (an nginx beside it: unix:PATH)"
+    )
     sub.add_parser("check", help="validate every part's settings and exit")
     sub.add_parser(
         "lease-token-key", help="print the edge's CANWATCH_EDGE_LEASE_TOKEN_KEY for AUTHSVC_SECRET"
@@ -181,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         if args.workers < 1:
             parser.error("--workers must be at least 1")
-        return serve(args.host, args.port, args.workers)
+        return serve(args.host, args.port, args.workers, args.uds)
     if args.command == "lease-token-key":
         return lease_token_key()
     if args.command == "check":

@@ -63,10 +63,13 @@ def free_token_check(prefix: Path) -> None:
     conf.write_text(text.replace("if ($cw_lease_valid)", "if ($cw_lease_claim)"))
 
 
-def reload(stack: Stack, token_s: float = 0.0, free_check: bool = False) -> None:
-    """Render the edge with this lease-token lifetime (its check free with ``free_check``)
-    and reload nginx; return once only workers with the new configuration are left."""
+def reload(stack: Stack, token_s: float = 0.0, free_check: bool = False, authsvc: str | None = None) -> None:
+    """Render the edge with this lease-token lifetime (its check free with ``free_check``,
+    authsvc at ``authsvc`` if given) and reload nginx; return once only workers with the new
+    configuration are left."""
     edge = replace(stack.edge, settings=replace(stack.edge.settings, lease_token_s=token_s))
+    if authsvc is not None:
+        edge = replace(edge, edge=replace(edge.edge, authsvc=(authsvc,)))
     render.render(edge)
     if free_check:
         free_token_check(edge.prefix)

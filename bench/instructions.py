@@ -32,7 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from gate import free_token_check
-from players import SECRET, SEGMENT, TOKEN_S, make_players, players_stack
+from players import SECRET, SEGMENT, TOKEN_S, authsvc_on_socket, make_players, players_stack
 from players import http as get
 
 from authsvc.leasetoken import lease_token_key
@@ -54,16 +54,20 @@ def single_worker(conf: Path, port: int, old_port: int | None = None) -> None:
     conf.write_text(text)
 
 
-def edge_copy(stack: Stack, root: Path, token_s: float) -> tuple[Path, int]:
-    """The stack's edge rendered into ``root`` on a port of its own, origin external."""
+def edge_copy(stack: Stack, root: Path, token_s: float, authsvc: str | None = None) -> tuple[Path, int]:
+    """The stack's edge rendered into ``root`` on a port of its own, origin external (and
+    authsvc at ``authsvc``, if given)."""
     port = free_port()
+    edge_settings = replace(
+        stack.edge.edge, port=port, origin_url=f"http://127.0.0.1:{stack.ports.origin_port}", workers=1
+    )
+    if authsvc is not None:
+        edge_settings = replace(edge_settings, authsvc=(authsvc,))
     edge = replace(
         stack.edge,
         prefix=root,
         settings=replace(stack.edge.settings, lease_token_s=token_s),
-        edge=replace(
-            stack.edge.edge, port=port, origin_url=f"http://127.0.0.1:{stack.ports.origin_port}", workers=1
-        ),
+        edge=edge_settings,
     )
     render.render(edge)
     single_worker(root / "nginx.conf", port)
@@ -156,7 +160,10 @@ def main() -> int:
     nginx_env = {**os.environ, render.LEASE_TOKEN_KEY_ENV: lease_token_key(SECRET)}
     print(f"callgrind, one nginx worker, {args.players} players, {args.counted} fetches counted", flush=True)
     try:
-        with players_stack("bench-instructions-") as (stack, plain_url, run_dir):
+        with (
+            players_stack("bench-instructions-") as (stack, plain_url, run_dir),
+            authsvc_on_socket(stack, run_dir / "authsvc.sock"),
+        ):
             return measure(stack, plain_url, run_dir, args, nginx_env)
     except (StackError, RuntimeError, OSError) as exc:
         print(f"bench-gate: {exc}", file=sys.stderr)
@@ -171,11 +178,14 @@ def measure(
     size = len(get(f"{plain_url}/{SEGMENT}")[0])
     gated = "/watch/{stream}/" + SEGMENT
     plain_conf = run_dir / "plain" / "nginx.conf"
+    uds = run_dir / "authsvc.sock"
     # mode -> (its nginx, path, cookies sent, the decision its access log must show)
     modes = {
         "plain": (plain_copy(plain_conf, run_dir / "cg-plain"), "/" + SEGMENT, True, None),
         "ungated": (edge_copy(stack, run_dir / "cg-ungated", 0), "/open/" + SEGMENT, True, ""),
         "exact": (edge_copy(stack, run_dir / "cg-exact", 0), gated, False, "allowed"),
+        # The same, with authsvc on a unix socket beside nginx (`authsvc serve --uds`).
+        "exact_uds": (edge_copy(stack, run_dir / "cg-uds", 0, f"unix:{uds}"), gated, False, "allowed"),
         "token": (edge_copy(stack, run_dir / "cg-token", TOKEN_S), gated, True, "token"),
         # Where the token mode's cost lies: the same, with the Lua check replaced by one
         # that says yes at once (what calling Lua costs), and with no Lua at all (a valid

@@ -81,14 +81,23 @@ def _user(raw: str) -> str | None:
 
 
 def upstreams(raw: str) -> tuple[str, ...]:
-    """A comma-separated list of host:port, as nginx's upstream block takes them."""
+    """A comma-separated list of host:port or unix:/path (authsvc beside nginx, `authsvc
+    serve --uds`), as nginx's upstream block takes them."""
     entries = tuple(e.strip() for e in raw.split(",") if e.strip())
     if not entries:
         raise ValueError("must name at least one host:port")
     for entry in entries:
+        if entry.startswith("unix:"):
+            if not re.fullmatch(r"unix:/[A-Za-z0-9._/+@=-]*", entry):
+                raise ValueError(
+                    "a unix socket must be unix: and an absolute path of letters, digits and ._/+@=-"
+                )
+            continue
         host, _, port = entry.rpartition(":")
         if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", host) or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("must be a comma-separated list of host:port, like 10.0.0.5:9005,10.0.0.6:9005")
+            raise ValueError(
+                "must be a comma-separated list of host:port or unix:/path, like 10.0.0.5:9005,10.0.0.6:9005"
+            )
     return entries
 
 
@@ -110,7 +119,9 @@ class EdgeSettings:
         None, optional_text, "stream origin to gate, http(s)://host[:port][/path] (default: the demo origin)"
     )
     authsvc: tuple[str, ...] = setting(
-        ("127.0.0.1:9005",), upstreams, "host:port,... of the authsvc replicas nginx spreads over"
+        ("127.0.0.1:9005",),
+        upstreams,
+        "host:port,... (or unix:/path) of the authsvc replicas nginx spreads over",
     )
     expose_internal: bool = setting(False, boolean, "serve /metrics and /admin/ through nginx too")
     api_rate: int = setting(200, int_range(1, 1_000_000), "API requests per second per client IP")
@@ -136,6 +147,10 @@ class EdgeSettings:
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SettingsError("CANWATCH_EDGE_TLS_CERT and CANWATCH_EDGE_TLS_KEY must be set together")
+        if self.resolver is not None and any(a.startswith("unix:") for a in self.authsvc):
+            raise SettingsError(
+                "CANWATCH_EDGE_RESOLVER looks up a name: CANWATCH_EDGE_AUTHSVC must be host:port"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EdgeSettings:

@@ -6,14 +6,18 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 import requests
 
 from canwatch_edge import render
+from canwatch_stack.procs import free_port, spawn, start_nginx, stop_process
 
 from edge_harness import PLAYLIST, Player, StackFactory
 from until import until
@@ -167,3 +171,43 @@ def test_a_hung_replica_costs_a_bounded_wait(start_stack: StackFactory) -> None:
     finally:
         os.killpg(hung.pid, signal.SIGCONT)
     player.close()
+
+
+def test_authsvc_on_a_unix_socket_serves_api_and_gate(start_stack: StackFactory, tmp_path: Path) -> None:
+    """CANWATCH_EDGE_AUTHSVC=unix:PATH, with `authsvc serve --uds PATH` beside nginx (one
+    pod, one host): the API and the gate answer through the socket alone."""
+    stack = start_stack(why="an authsvc on a unix socket, and an edge of its own for it")
+    socket_path = tmp_path / "authsvc.sock"
+    beside = spawn(
+        [sys.executable, "-m", "authsvc", "serve", "--uds", str(socket_path)], tmp_path / "uds.log", stack.env
+    )
+    edge: subprocess.Popen[bytes] | None = None
+    try:
+        assert until(socket_path.exists, 30), (tmp_path / "uds.log").read_text()
+        port = free_port()
+        config = replace(
+            stack.edge,
+            prefix=tmp_path / "edge",
+            edge=replace(
+                stack.edge.edge,
+                port=port,
+                tls_port=0,
+                authsvc=(f"unix:{socket_path}",),
+                origin_url=f"http://127.0.0.1:{stack.ports.origin_port}",
+            ),
+        )
+        render.render(config)
+        assert f"server unix:{socket_path} " in (config.prefix / "nginx.conf").read_text()
+        edge = start_nginx(config.prefix, port)
+        # The stack's own replicas gone: whatever answers now came through the socket.
+        stack.stop_authsvc()
+        player = Player(f"http://127.0.0.1:{port}")
+        user, stream = player.new_user(), player.new_stream()
+        assert player.activate(user, stream).status_code == 200
+        assert player.watch(stream, user).status_code == 200
+        assert player.watch(player.new_stream(), user).status_code == 403
+        player.close()
+    finally:
+        if edge is not None:
+            stop_process(edge)
+        stop_process(beside)

@@ -26,6 +26,8 @@ def test_the_edge_spreads_over_the_authsvc_it_is_given() -> None:
     edge = EdgeSettings.from_env({"CANWATCH_EDGE_AUTHSVC": " 10.0.0.5:9005, authsvc-2:9005 ,"})
     assert edge.authsvc == ("10.0.0.5:9005", "authsvc-2:9005")
     assert EdgeSettings().authsvc == ("127.0.0.1:9005",)
+    beside = EdgeSettings.from_env({"CANWATCH_EDGE_AUTHSVC": "unix:/run/canwatch/authsvc.sock"})
+    assert beside.authsvc == ("unix:/run/canwatch/authsvc.sock",)
 
 
 @pytest.mark.parametrize(
@@ -35,6 +37,8 @@ def test_the_edge_spreads_over_the_authsvc_it_is_given() -> None:
         ("CANWATCH_EDGE_AUTHSVC", "10.0.0.5:0"),
         ("CANWATCH_EDGE_AUTHSVC", "10.0.0.5:9005; include /etc/passwd"),  # would be rendered into nginx
         ("CANWATCH_EDGE_AUTHSVC", "http://10.0.0.5:9005"),
+        ("CANWATCH_EDGE_AUTHSVC", "unix:run/authsvc.sock"),  # not absolute
+        ("CANWATCH_EDGE_AUTHSVC", "unix:/run/a.sock; include /etc/passwd"),
         ("CANWATCH_STACK_API_REPLICAS", "0"),
         ("CANWATCH_STACK_API_REPLICAS", "17"),
     ],
@@ -43,6 +47,13 @@ def test_a_bad_upstream_or_replica_count_names_its_variable(name: str, value: st
     read = EdgeSettings.from_env if name.startswith("CANWATCH_EDGE_") else StackSettings.from_env
     with pytest.raises(SettingsError, match=name):
         read({name: value})
+
+
+def test_a_unix_socket_cannot_be_looked_up_again() -> None:
+    with pytest.raises(SettingsError, match="CANWATCH_EDGE_RESOLVER"):
+        EdgeSettings.from_env(
+            {"CANWATCH_EDGE_AUTHSVC": "unix:/run/a.sock", "CANWATCH_EDGE_RESOLVER": "127.0.0.11"}
+        )
 
 
 def test_replica_ports_past_65535_stop_start_up() -> None:
