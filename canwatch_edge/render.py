@@ -44,6 +44,7 @@ PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 COMMON = (
     "authsvc-proxy.conf",
     "origin-proxy.conf",
+    "answer-headers.conf",
     "cors-preflight.conf",
     "errors.conf",
     "error-pages.conf",

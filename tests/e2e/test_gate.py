@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from edge_harness import PLAYLIST, SEGMENT, Deployment, Player, StackFactory, ko
+from edge_harness import PLAYLIST, SEGMENT, Deployment, Player, StackFactory, access_entry, ko
 from until import until
 
 pytestmark = pytest.mark.e2e
@@ -100,3 +100,16 @@ def test_head_request_is_gated_too(player: Player) -> None:
     url = f"{player.base}/watch/{stream}/{PLAYLIST}"
     assert requests.head(url, headers={"x-userid": user}, timeout=5).status_code == 200
     assert requests.head(url, timeout=5).status_code == 401
+
+
+def test_the_log_names_a_fetch_by_its_path_as_sent(player: Player, edge: Deployment) -> None:
+    # %80 decodes to a byte that is not UTF-8 on its own: the log keeps the path as the
+    # request line had it, so that every entry stays one line of valid JSON.
+    if edge.stack is None:
+        pytest.skip("reads the edge's access log: only on a stack of our own, not HOST")
+    user, stream = active_stream(player)
+    answer = player.watch(stream, user, path="demo/caf%C3%A9%80.ts")
+    assert answer.status_code == 404  # the origin has no such file; the gate allowed it
+    entry = access_entry(edge.stack, answer.headers["X-Request-ID"])
+    assert entry["path"] == f"/watch/{stream}/demo/caf%C3%A9%80.ts"
+    assert entry["decision"] == "allowed" and entry["route"] == "gate"
