@@ -29,6 +29,7 @@ import pytest
 import requests
 
 from canwatch_stack.topology import LocalCluster, info_fields
+
 from harness import Authsvc, Client, settings_env
 from netns import Host, Net, OnHosts
 from races import codec, exact_race, slot_of, wait_short
