@@ -33,6 +33,7 @@ from canwatch_stack.topology import LocalCluster, info_fields
 from harness import Authsvc, Client, settings_env
 from netns import Host, Net, OnHosts
 from races import codec, exact_race, slot_of, wait_short
+from topologies import ClusterTopology, started
 
 pytestmark = pytest.mark.network
 
@@ -40,7 +41,6 @@ TIMEOUT_MS = 250
 BOUND_S = (TIMEOUT_MS + 100) / 1000
 SEEN_S = 2.0
 ROUTE = "/streams/{stream_id}/activate"
-NODE_TIMEOUT_MS = 1000
 PLAYERS = 8  # threads driving B at once
 # A promotes within this long of the cut (detection after the node timeout, the election
 # 0.5-1.5 s later; past 3 s at times with both cores busy), and admits again within
@@ -96,8 +96,8 @@ def test_a_primary_on_the_minority_side_admits_until_its_node_timeout_and_loses_
 ) -> None:
     hosts = [net.host(f"node{i}") for i in range(6)]
     placement = OnHosts(*hosts)
-    cluster = LocalCluster(tmp_path / "cluster", node_timeout_ms=NODE_TIMEOUT_MS, placement=placement)
-    cluster.start()
+    cluster = started(ClusterTopology(tmp_path / "cluster", placement))
+    assert isinstance(cluster, ClusterTopology)
     services: list[Authsvc] = []
     try:
         victim = cluster.primaries()[0]

@@ -18,11 +18,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from canwatch_stack.topology import LocalCluster, LocalSentinel
-
 from edge_harness import Player, launch
 from netns import Host, HostedRedis, Net, OnHosts
 from races import AT_ONCE, activation, codec, fire_at_once
+from topologies import ClusterTopology, SentinelTopology, started
 
 pytestmark = pytest.mark.network
 
@@ -50,14 +49,14 @@ def test_a_partition_from_redis_is_a_prompt_503_and_heals_within_a_second(
     kind: str, net: Net, tmp_path: Path
 ) -> None:
     host = net.host("redis")
-    redis: HostedRedis | LocalCluster | LocalSentinel
+    redis: HostedRedis | ClusterTopology | SentinelTopology
     if kind == "single":
         redis = HostedRedis(tmp_path / "redis", host)
+        redis.start()
     elif kind == "sentinel":
-        redis = LocalSentinel(tmp_path / "redis", placement=OnHosts(host))
+        redis = started(SentinelTopology(tmp_path / "redis", OnHosts(host)))
     else:
-        redis = LocalCluster(tmp_path / "redis", placement=OnHosts(host))
-    redis.start()
+        redis = started(ClusterTopology(tmp_path / "redis", OnHosts(host)))
     try:
         stack = launch(tmp_path / "stack", redis_url=redis.url, redis_timeout_ms=TIMEOUT_MS)
         try:

@@ -239,6 +239,7 @@ class HostedRedis:
     """One redis-server on a test host (no persistence)."""
 
     def __init__(self, workdir: Path, host: Host) -> None:
+        need_binary("redis-server", "redis-server")
         self.nodes = Nodes(workdir, OnHosts(host))
         self.port = free_port()
         self.host = host
