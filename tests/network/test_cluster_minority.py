@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from canwatch_stack.topology import LocalCluster, info_fields
+from canwatch_stack.topology import info_fields
 
 from harness import Authsvc, Client, settings_env
 from netns import Host, Net, OnHosts
@@ -74,7 +74,7 @@ def drive(base: str, users: list[str], stop: threading.Event, out: list[Sent]) -
             out.append(Sent(user, stream, status, started, time.monotonic() - started))
 
 
-def users_on(cluster: LocalCluster, port: int, count: int) -> list[str]:
+def users_on(cluster: ClusterTopology, port: int, count: int) -> list[str]:
     """Issued user ids whose slots the node on ``port`` serves, as it sees itself."""
     node = next(n for n in cluster.cluster_nodes(port) if n.port == port)
     assert node.slots, f"node {port} serves no slot"
@@ -86,8 +86,8 @@ def users_on(cluster: LocalCluster, port: int, count: int) -> list[str]:
     return found
 
 
-def is_primary(cluster: LocalCluster, port: int) -> bool:
-    return info_fields(cluster.command(port, "INFO", "replication")).get("role") == "master"
+def is_primary(cluster: ClusterTopology, port: int) -> bool:
+    return info_fields(cluster.node_command(port, "INFO", "replication")).get("role") == "master"
 
 
 @pytest.mark.parametrize("wait_replicas", [0, 1], ids=["wait-off", "wait-on"])
@@ -121,7 +121,7 @@ def test_a_primary_on_the_minority_side_admits_until_its_node_timeout_and_loses_
 
 
 def measure(
-    cluster: LocalCluster, a: Authsvc, b: Authsvc, minority: Host, majority: list[str], wait_replicas: int
+    cluster: ClusterTopology, a: Authsvc, b: Authsvc, minority: Host, majority: list[str], wait_replicas: int
 ) -> None:
     """Cut, drive both sides through the failover, and judge what each side answered."""
     victim = next(n for n in cluster.primaries() if placement_of(cluster, n.port) is minority)
@@ -207,7 +207,7 @@ def measure(
     assert a_again <= promoted + AGAIN_S
 
 
-def placement_of(cluster: LocalCluster, port: int) -> Host:
+def placement_of(cluster: ClusterTopology, port: int) -> Host:
     placement = cluster.nodes.placement
     assert isinstance(placement, OnHosts)
     return placement.on(port)

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from edge_harness import SEGMENT, Player, ko, launch
-from netns import HostedRedis, Net
+from netns import Host, HostedRedis, Net
 from races import codec
 
 pytestmark = pytest.mark.network
@@ -55,43 +55,49 @@ def test_a_partition_between_nginx_and_authsvc(fail_open: bool, net: Net, tmp_pa
             fail_open=fail_open,
         )
         try:
-            player = Player(stack.url)
-            user, stream = codec.issue("user"), codec.issue("stream")
-            assert player.activate(user, stream).status_code == 200
-            assert player.watch(stream, user, path=SEGMENT).status_code == 200
-
-            api.cut(net.root.ip)
-            gate_s, api_s = [], []
-            for _ in range(TRIES):
-                r, seconds = timed(lambda: player.watch(stream, user, path=SEGMENT))
-                if fail_open:
-                    assert r.status_code == 200 and r.headers["content-type"] == "video/mp2t", r.text
-                else:
-                    ko(r, 503, "Service Unavailable")
-                gate_s.append(seconds)
-                r, seconds = timed(lambda: player.activate(user, codec.issue("stream")))
-                ko(r, 503, "Service Unavailable")
-                api_s.append(seconds)
-            assert api.dropped() > 0
-            api.heal()
-            healed_at = time.monotonic()
-            while (
-                player.watch(stream, user, path=SEGMENT).status_code != 200
-                or player.active(user).status_code != 200
-            ):
-                assert time.monotonic() - healed_at < 10, "no answer 10 s after the heal"
-            back_s = time.monotonic() - healed_at
-            print(
-                f"\ngate {[round(s * 1000) for s in gate_s]} ms, API {[round(s * 1000) for s in api_s]} ms "
-                f"(edge timeout {EDGE_TIMEOUT_S * 1000:.0f} ms); answering {back_s * 1000:.0f} ms after the heal"
-            )
-            assert max(gate_s + api_s) <= EDGE_TIMEOUT_S + GRACE_S
-            assert min(gate_s + api_s) >= EDGE_TIMEOUT_S - 0.05  # nginx did wait: a partition, not a refusal
-            assert back_s <= HEALED_S
-            # The lease survived: authsvc and Redis never lost each other.
-            assert {s["streamId"] for s in player.active(user).json()["streams"]} == {stream}
-            player.close()
+            cut_and_heal(Player(stack.url), api, net.root.ip, fail_open)
         finally:
             stack.stop()
     finally:
         redis.stop()
+
+
+def cut_and_heal(player: Player, api: Host, nginx_ip: str, fail_open: bool) -> None:
+    """A lease; the partition, each gated fetch and API call timed; the heal."""
+    user, stream = codec.issue("user"), codec.issue("stream")
+    assert player.activate(user, stream).status_code == 200
+    assert player.watch(stream, user, path=SEGMENT).status_code == 200
+
+    api.cut(nginx_ip)
+    gate_s, api_s = [], []
+    for _ in range(TRIES):
+        r, seconds = timed(lambda: player.watch(stream, user, path=SEGMENT))
+        if fail_open:
+            assert r.status_code == 200 and r.headers["content-type"] == "video/mp2t", r.text
+        else:
+            ko(r, 503, "Service Unavailable")
+        gate_s.append(seconds)
+        r, seconds = timed(lambda: player.activate(user, codec.issue("stream")))
+        ko(r, 503, "Service Unavailable")
+        api_s.append(seconds)
+    assert api.dropped() > 0
+    api.heal()
+    healed_at = time.monotonic()
+
+    def answers() -> bool:
+        watched = player.watch(stream, user, path=SEGMENT).status_code
+        return watched == 200 and player.active(user).status_code == 200
+
+    while not answers():
+        assert time.monotonic() - healed_at < 10, "no answer 10 s after the heal"
+    back_s = time.monotonic() - healed_at
+    print(
+        f"\ngate {[round(s * 1000) for s in gate_s]} ms, API {[round(s * 1000) for s in api_s]} ms "
+        f"(edge timeout {EDGE_TIMEOUT_S * 1000:.0f} ms); answering {back_s * 1000:.0f} ms after the heal"
+    )
+    assert max(gate_s + api_s) <= EDGE_TIMEOUT_S + GRACE_S
+    assert min(gate_s + api_s) >= EDGE_TIMEOUT_S - 0.05  # nginx did wait: a partition, not a refusal
+    assert back_s <= HEALED_S
+    # The lease survived: authsvc and Redis never lost each other.
+    assert {s["streamId"] for s in player.active(user).json()["streams"]} == {stream}
+    player.close()
