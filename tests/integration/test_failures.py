@@ -224,13 +224,20 @@ def _busy_script(redis: RedisServer) -> Callable[[], None]:
 
 def _writes_refused(redis: RedisServer, condition: str) -> Callable[[], None]:
     """Bring ``condition`` about on ``redis``; the function that ends it."""
-    if condition == "oom":  # noeviction, the default: every write refused with OOM
-        redis.command("CONFIG", "SET", "maxmemory", "1")
-        return lambda: redis.command("CONFIG", "SET", "maxmemory", "0") and None
     if condition == "busy":
         return _busy_script(redis)
-    redis.command("CLIENT", "PAUSE", "60000", "WRITE")  # writes held, not refused
-    return lambda: redis.command("CLIENT", "UNPAUSE") and None
+    start: tuple[str, ...]
+    undo: tuple[str, ...]
+    if condition == "oom":  # noeviction, the default: every write refused with OOM
+        start, undo = ("CONFIG", "SET", "maxmemory", "1"), ("CONFIG", "SET", "maxmemory", "0")
+    else:  # writes held, not refused
+        start, undo = ("CLIENT", "PAUSE", "60000", "WRITE"), ("CLIENT", "UNPAUSE")
+    assert redis.command(*start) == "OK"
+
+    def end() -> None:
+        assert redis.command(*undo) == "OK"
+
+    return end
 
 
 @pytest.mark.parametrize("condition", ["oom", "busy", "writes-paused"])
