@@ -74,7 +74,7 @@ e2e: $(READY) test-deps
 	$(PYTEST) tests/e2e -q
 
 # Redis, authsvc and nginx on test hosts (network namespaces) cut apart by iptables: as
-# root (about 75 s here).
+# root (about 80 s here).
 network: $(READY) test-deps
 	$(PYTEST) tests/network -q
 
