@@ -18,7 +18,7 @@ docs: $(READY)
 	$(PY) -m authsvc settings --write-docs docs/settings.md
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
-.PHONY: docs k8s-config vendor-players run stop test test-stress unit integration e2e endtoend lint bench-api bench-gate bench-scale system-deps test-deps clean
+.PHONY: docs k8s-config vendor-players run stop test test-stress unit integration e2e network endtoend lint bench-api bench-gate bench-scale system-deps test-deps clean
 
 $(READY): pyproject.toml requirements.lock requirements-dev.lock
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { scripts/need.sh "__venv__:python3-venv" && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
@@ -37,9 +37,10 @@ system-deps:
 
 # promtool checks the Prometheus config and alert rules in the tests; ffmpeg is the HLS
 # player of the end-to-end tests, chromium (driven through chromedriver) the browser;
-# curl speaks HTTP/2 to the edge; prometheus scrapes the stack in an end-to-end test.
+# curl speaks HTTP/2 to the edge; prometheus scrapes the stack in an end-to-end test;
+# ip (iproute2) makes the network tests' hosts and iptables their partitions.
 test-deps: system-deps
-	@scripts/need.sh $(LUA) promtool:prometheus prometheus:prometheus ffmpeg:ffmpeg chromium:chromium chromedriver:chromium-driver curl:curl
+	@scripts/need.sh $(LUA) promtool:prometheus prometheus:prometheus ffmpeg:ffmpeg chromium:chromium chromedriver:chromium-driver curl:curl ip:iproute2 iptables:iptables
 
 run: $(READY) system-deps
 	$(PY) -m authsvc stack
@@ -47,7 +48,7 @@ run: $(READY) system-deps
 stop: $(READY)
 	$(PY) -m authsvc stack --stop
 
-test: lint unit integration e2e
+test: lint unit integration e2e network
 
 # `make test` three times in a row while stress-ng keeps both cores busy: the suite waits
 # on conditions, never on the machine's speed. stress-ng is bounded and stopped by PID.
@@ -71,6 +72,11 @@ integration: $(READY) test-deps
 
 e2e: $(READY) test-deps
 	$(PYTEST) tests/e2e -q
+
+# Redis, authsvc and nginx on test hosts (network namespaces) cut apart by iptables: as
+# root (about 80 s here).
+network: $(READY) test-deps
+	$(PYTEST) tests/network -q
 
 # Against any deployment: HOST=http://host:port make endtoend
 endtoend: $(READY) test-deps

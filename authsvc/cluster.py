@@ -15,6 +15,11 @@ answered as soon as that node replies:
   nodes, or absent): sent again after a few milliseconds, until the batch's timeout.
 - A node that cannot be reached fails only its own commands (503), and the slot map is
   asked again so that a replica promoted in its place is found as soon as it serves.
+  So does a node that does not answer within the batch's timeout (hung, or cut off by a
+  partition that drops packets: no error ever comes), and the map is then asked of the
+  other nodes first: without this, authsvc on the majority side of a partition kept
+  sending the old primary's slots to it after its replica had been promoted, and
+  answered 503 for them until restarted (tests/network/test_cluster_minority.py).
 - Durable commands (authsvc/store.py): a node's share that holds one ends with WAIT on
   that node's connection; a durable command redirected elsewhere gets the WAIT of the
   node that finally runs it.
@@ -146,6 +151,10 @@ class ClusterPipeline(AutoPipeline):
             commands.append(self._wait)
         try:
             replies = await self._round_trip_on(node, commands, on_reply)
+        except asyncio.CancelledError:
+            # The batch's timeout ran out while this node was silent.
+            self.refresh_soon(silent=node.name)
+            raise
         except (redis_errors.RedisError, OSError) as exc:
             # Only this node's requests fail; the others are answered by their nodes.
             for _, future, _ in items:
@@ -201,19 +210,20 @@ class ClusterPipeline(AutoPipeline):
         finally:
             node.release(conn)
 
-    def refresh_soon(self) -> None:
-        """Ask the cluster for its slot map in the background, at most every 100 ms."""
+    def refresh_soon(self, silent: str | None = None) -> None:
+        """Ask the cluster for its slot map in the background, at most every 100 ms;
+        the ``silent`` node (host:port) last, if at all (it would cost the whole timeout)."""
         if self._refresh is not None and not self._refresh.done():
             return
         if time.monotonic() - self._refreshed_at < REFRESH_INTERVAL_S:
             return
         self._refreshed_at = time.monotonic()
-        self._refresh = asyncio.ensure_future(self._refresh_slots())
+        self._refresh = asyncio.ensure_future(self._refresh_slots(silent))
 
-    async def _refresh_slots(self) -> None:
+    async def _refresh_slots(self, silent: str | None = None) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                await self._nodes.initialize()
+                await self._nodes.initialize(last_failed_node_name=silent)
         except (redis_errors.RedisError, redis_errors.RedisClusterException, TimeoutError, OSError):
             pass  # the next failure asks again
 

@@ -64,11 +64,16 @@ class ActiveLeases:
 
 
 def _script(name: str) -> str:
-    """The script with the counters' functions (lua/stats.lua) before it."""
+    """The script with the counters' functions (lua/stats.lua) before it.
+
+    Declared with a shebang (no flags: it may write, it may not run out of memory) so that
+    Redis checks maxmemory before the script starts and refuses it whole with OOM. Without
+    one, Redis checks only each write command that may grow memory, and none after the
+    script's first write: the counters' PEXPIRE came first, so a Redis past maxmemory
+    went on admitting (tests/integration/test_failures.py, the oom case)."""
     lua = resources.files(__package__).joinpath("lua")
-    return lua.joinpath("stats.lua").read_text(encoding="utf-8") + lua.joinpath(name).read_text(
-        encoding="utf-8"
-    )
+    stats = lua.joinpath("stats.lua").read_text(encoding="utf-8")
+    return "#!lua\n" + stats + lua.joinpath(name).read_text(encoding="utf-8")
 
 
 def _text(value: bytes | str) -> str:

@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from canwatch_edge import render
@@ -240,13 +240,21 @@ def start_redis(port: int, data_dir: Path, log: Path, persist: bool = True) -> s
     return _ready(proc, lambda: wait_port(port, proc, log))
 
 
-def start_authsvc(port: int, env: Mapping[str, str], workers: int, log: Path) -> subprocess.Popen[bytes]:
-    """``python -m authsvc serve`` on the loopback port with this environment; returns
+def start_authsvc(
+    port: int,
+    env: Mapping[str, str],
+    workers: int,
+    log: Path,
+    host: str = LOOPBACK,
+    prefix: Sequence[str] = (),
+) -> subprocess.Popen[bytes]:
+    """``python -m authsvc serve`` on the port of ``host`` (loopback) with this
+    environment, run through ``prefix`` (the network tests' `ip netns exec NS`); returns
     once /healthz answers."""
     ensure_free(port, "CANWATCH_STACK_API_PORT")
-    args = [sys.executable, "-m", "authsvc", "serve", "--host", LOOPBACK, "--port", str(port)]
+    args = [*prefix, sys.executable, "-m", "authsvc", "serve", "--host", host, "--port", str(port)]
     proc = spawn([*args, "--workers", str(workers)], log, env)
-    return _ready(proc, lambda: wait_http(f"http://{LOOPBACK}:{port}/healthz", proc, log, timeout=30))
+    return _ready(proc, lambda: wait_http(f"http://{host}:{port}/healthz", proc, log, timeout=30))
 
 
 def start_nginx(

@@ -85,6 +85,10 @@ class Stack:
     edge_settings: EdgeSettings = field(default_factory=EdgeSettings)
     ungated: bool = False
     persist: bool = True
+    # Where authsvc runs: loopback here, or a test host of the network tests (its
+    # address, and the `ip netns exec NS` that starts it there).
+    api_host: str = LOOPBACK
+    api_prefix: tuple[str, ...] = ()
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -94,7 +98,7 @@ class Stack:
         self.topology: LocalCluster | LocalSentinel | None = None
         self.api_ports = self.ports.api_ports((self.edge_settings.port, self.edge_settings.tls_port))
         self.edge_settings = replace(
-            self.edge_settings, authsvc=tuple(f"{LOOPBACK}:{port}" for port in self.api_ports)
+            self.edge_settings, authsvc=tuple(f"{self.api_host}:{port}" for port in self.api_ports)
         )
         if self.own_redis:
             # A Cluster's or Sentinel set's URL replaces this once their ports are known.
@@ -138,12 +142,12 @@ class Stack:
     @property
     def api_url(self) -> str:
         """authsvc itself (the first replica), behind nginx."""
-        return f"http://{LOOPBACK}:{self.api_ports[0]}"
+        return f"http://{self.api_host}:{self.api_ports[0]}"
 
     @property
     def api_urls(self) -> list[str]:
         """Every authsvc replica, behind nginx."""
-        return [f"http://{LOOPBACK}:{port}" for port in self.api_ports]
+        return [f"http://{self.api_host}:{port}" for port in self.api_ports]
 
     def start(self) -> None:
         """Start every part in order, each answering before the next starts."""
@@ -215,7 +219,8 @@ class Stack:
         """Start every authsvc replica with ``env``, each on its API port."""
         for name, port in zip(self.replicas, self.api_ports, strict=True):
             log = self.run_dir / f"{name}.log"
-            self._started(name, start_authsvc(port, self.env, self.ports.workers, log))
+            proc = start_authsvc(port, self.env, self.ports.workers, log, self.api_host, self.api_prefix)
+            self._started(name, proc)
 
     def stop_authsvc(self) -> None:
         """Stop every authsvc replica; nginx stays up and answers for them."""

@@ -38,11 +38,25 @@ def info_fields(text: str) -> dict[str, str]:
     return {k.strip(): v.strip() for k, _, v in pairs}
 
 
+class Placement:
+    """Where a topology's nodes run: here, on the loopback address. The network tests
+    place each node on a test host of its own (tests/support/netns.py) by overriding both."""
+
+    def host(self, port: int) -> str:
+        """The address the node on ``port`` binds and is reached at."""
+        return LOOPBACK
+
+    def command(self, port: int, args: list[str]) -> list[str]:
+        """``args`` as run where the node on ``port`` lives (its redis-cli commands too)."""
+        return args
+
+
 class Nodes:
     """redis-server processes of one topology, each under ``workdir/<port>/``."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, placement: Placement | None = None) -> None:
         self.workdir = workdir
+        self.placement = placement or Placement()
         self.binary = find_binary("redis-server")
         self.cli = find_binary("redis-cli")
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -54,11 +68,11 @@ class Nodes:
         node_dir = self.workdir / str(port)
         node_dir.mkdir(parents=True, exist_ok=True)
         log = node_dir / "redis.log"
-        proc = spawn(args, log)
+        proc = spawn(self.placement.command(port, args), log)
         self.procs[port] = proc
         if wait:
             try:
-                wait_port(port, proc, log)
+                wait_port(port, proc, log, host=self.placement.host(port))
             except BaseException:
                 self.stop()
                 raise
@@ -67,7 +81,7 @@ class Nodes:
         """One redis-cli command against the node on ``port``; its output ("" if it fails)."""
         try:
             out = subprocess.run(
-                [self.cli, "-h", LOOPBACK, "-p", str(port), *args],
+                self.placement.command(port, [self.cli, "-h", self.host(port), "-p", str(port), *args]),
                 capture_output=True,
                 text=True,
                 timeout=timeout,
@@ -75,6 +89,9 @@ class Nodes:
         except subprocess.TimeoutExpired:
             return ""
         return out.stdout.strip()
+
+    def host(self, port: int) -> str:
+        return self.placement.host(port)
 
     def kill(self, port: int, sig: int = signal.SIGKILL) -> None:
         """Stop one node abruptly (SIGKILL: no shutdown, no last words to its replicas)."""
@@ -94,7 +111,7 @@ class Nodes:
     def base_args(self, port: int) -> list[str]:
         node_dir = self.workdir / str(port)
         return [
-            self.binary, "--port", str(port), "--bind", LOOPBACK, "--dir", str(node_dir),
+            self.binary, "--port", str(port), "--bind", self.host(port), "--dir", str(node_dir),
             "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
             "--protected-mode", "no",
         ]  # fmt: skip
@@ -124,9 +141,14 @@ class LocalCluster:
     """
 
     def __init__(
-        self, workdir: Path, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 1000
+        self,
+        workdir: Path,
+        primaries: int = 3,
+        replicas: int = 1,
+        node_timeout_ms: int = 1000,
+        placement: Placement | None = None,
     ) -> None:
-        self.nodes = Nodes(workdir)
+        self.nodes = Nodes(workdir, placement)
         self.size = primaries * (1 + replicas)
         self.replicas = replicas
         self.node_timeout_ms = node_timeout_ms
@@ -135,7 +157,7 @@ class LocalCluster:
     @property
     def url(self) -> str:
         """``redis+cluster://`` with every node as a seed."""
-        return "redis+cluster://" + ",".join(f"{LOOPBACK}:{p}" for p in self.ports)
+        return "redis+cluster://" + ",".join(f"{self.nodes.host(p)}:{p}" for p in self.ports)
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the nodes, create the cluster and return once every node says it is ok."""
@@ -155,7 +177,7 @@ class LocalCluster:
                     "--cluster-require-full-coverage", "no",
                 ]  # fmt: skip
                 self.nodes.spawn(port, args)
-            create = [self.nodes.cli, "--cluster", "create", *(f"{LOOPBACK}:{p}" for p in client)]
+            create = [self.nodes.cli, "--cluster", "create", *(f"{self.nodes.host(p)}:{p}" for p in client)]
             create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
             out = subprocess.run(create, capture_output=True, text=True, timeout=timeout)
             if out.returncode != 0:
@@ -264,8 +286,9 @@ class LocalSentinel:
         service: str = "canwatch",
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 2000,
+        placement: Placement | None = None,
     ) -> None:
-        self.nodes = Nodes(workdir)
+        self.nodes = Nodes(workdir, placement)
         self.service = service
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
@@ -277,7 +300,7 @@ class LocalSentinel:
     @property
     def url(self) -> str:
         """``redis+sentinel://`` with every sentinel and the service name."""
-        hosts = ",".join(f"{LOOPBACK}:{p}" for p in self.sentinel_ports)
+        hosts = ",".join(f"{self.nodes.host(p)}:{p}" for p in self.sentinel_ports)
         return f"redis+sentinel://{hosts}/{self.service}"
 
     def start(self, timeout: float = 30.0) -> None:
@@ -293,7 +316,8 @@ class LocalSentinel:
         try:
             self.nodes.spawn(primary, self.nodes.base_args(primary))
             for port in self.data_ports[1:]:
-                self.nodes.spawn(port, [*self.nodes.base_args(port), "--replicaof", LOOPBACK, str(primary)])
+                replica = [*self.nodes.base_args(port), "--replicaof", self.nodes.host(primary), str(primary)]
+                self.nodes.spawn(port, replica)
             for port in self.sentinel_ports:
                 conf = self._sentinel_conf(port, primary)
                 self.nodes.spawn(port, [self.nodes.binary, str(conf), "--sentinel"])
@@ -308,8 +332,8 @@ class LocalSentinel:
         # Sentinel rewrites its config file with what it learns: it must be its own.
         conf = node_dir / "sentinel.conf"
         conf.write_text(
-            f"port {port}\nbind {LOOPBACK}\nprotected-mode no\ndaemonize no\ndir {node_dir}\n"
-            f"loglevel warning\nsentinel monitor {self.service} {LOOPBACK} {primary} 2\n"
+            f"port {port}\nbind {self.nodes.host(port)}\nprotected-mode no\ndaemonize no\ndir {node_dir}\n"
+            f"loglevel warning\nsentinel monitor {self.service} {self.nodes.host(primary)} {primary} 2\n"
             f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}\n"
             f"sentinel failover-timeout {self.service} {self.failover_timeout_ms}\n"
             f"sentinel parallel-syncs {self.service} 1\n"

@@ -3,6 +3,10 @@ stream anyway), and everything recovers when the part returns."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+
 import pytest
 import requests
 
@@ -75,3 +79,50 @@ def test_api_rate_limit_per_client_answers_429_in_json(start_stack: StackFactory
     assert limited, [r.status_code for r in codes]
     ko(limited[0], 429, "Too Many Requests")
     assert codes[0].status_code == 200
+
+
+def test_nginx_reloaded_under_load_fails_no_request(start_stack: StackFactory) -> None:
+    """Players fetch segments and call the API while nginx is reloaded (SIGHUP) three
+    times: every request on a new connection is answered 200. A kept-alive connection
+    that an old worker closes at the reload can meet a request on its way (status 0 here):
+    players resend such an idempotent GET on a new connection; counted and printed."""
+    stack = start_stack(why="it reloads nginx")
+    player = Player(stack.url)
+    users = [player.new_user() for _ in range(4)]
+    streams = {user: player.new_stream() for user in users}
+    for user in users:
+        assert player.activate(user, streams[user]).status_code == 200
+    stop = threading.Event()
+    fresh: list[int] = []
+    kept: list[int] = []
+
+    def play(user: str, keep_alive: bool) -> None:
+        out = kept if keep_alive else fresh
+        with requests.Session() as http:
+            while not stop.is_set():
+                for path in (f"/watch/{streams[user]}/{SEGMENT}", "/streams/active"):
+                    headers = {"x-userid": user} if keep_alive else {"x-userid": user, "Connection": "close"}
+                    try:
+                        out.append(http.get(f"{stack.url}{path}", headers=headers, timeout=5).status_code)
+                    except requests.ConnectionError:
+                        out.append(0)
+
+    players = [threading.Thread(target=play, args=(user, n % 2 == 0)) for n, user in enumerate(users)]
+    for t in players:
+        t.start()
+    try:
+        for _ in range(3):
+            before = len(fresh)
+            os.kill(stack.procs["nginx"].pid, signal.SIGHUP)
+            assert until(lambda: len(fresh) > before + 100, 30)  # noqa: B023
+    finally:
+        stop.set()
+        for t in players:
+            t.join(10)
+    print(
+        f"\nover 3 reloads: {len(fresh)} requests on new connections, answers {sorted(set(fresh))}; "
+        f"{len(kept)} on kept-alive ones, {kept.count(0)} met a closing connection"
+    )
+    assert set(fresh) == {200}
+    assert set(kept) <= {200, 0}
+    player.close()

@@ -1,13 +1,18 @@
-"""Redis failing in every way we know: down, hung, restarted empty, scripts flushed."""
+"""Redis failing in every way we know: down, hung, restarted empty, scripts flushed, out of
+memory, busy in a script, its writes paused."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
+from collections.abc import Callable
 
+import pytest
 import requests
 
-from harness import AuthsvcFactory, Client, RedisServer
+from harness import HOST, AuthsvcFactory, Client, RedisServer, need_binary
+from until import until
 
 TIMEOUT_MS = 250
 # What the claim is about: authsvc's own time to answer (its access log), within the Redis
@@ -196,3 +201,66 @@ def test_a_restart_between_requests_costs_no_failure(
     r = client.activate(user, stream)
     assert r.status_code == 200, r.text
     assert r.json()["outcome"] == "admitted"  # the new server holds no lease
+
+
+def _busy_script(redis: RedisServer) -> Callable[[], None]:
+    """A script that never ends (Redis answers BUSY past busy-reply-threshold); the
+    function that kills it."""
+    redis.command("CONFIG", "SET", "busy-reply-threshold", "50")
+    cli = need_binary("redis-cli", "redis-tools")
+    looping = subprocess.Popen(
+        [cli, "-h", HOST, "-p", str(redis.port), "EVAL", "while true do end", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert until(lambda: redis.command("PING").startswith("BUSY"), 5)
+
+    def end() -> None:
+        assert redis.command("SCRIPT", "KILL") == "OK"
+        looping.wait(5)
+
+    return end
+
+
+def _writes_refused(redis: RedisServer, condition: str) -> Callable[[], None]:
+    """Bring ``condition`` about on ``redis``; the function that ends it."""
+    if condition == "busy":
+        return _busy_script(redis)
+    start: tuple[str, ...]
+    undo: tuple[str, ...]
+    if condition == "oom":  # noeviction, the default: every write refused with OOM
+        start, undo = ("CONFIG", "SET", "maxmemory", "1"), ("CONFIG", "SET", "maxmemory", "0")
+    else:  # writes held, not refused
+        start, undo = ("CLIENT", "PAUSE", "60000", "WRITE"), ("CLIENT", "UNPAUSE")
+    assert redis.command(*start) == "OK"
+
+    def end() -> None:
+        assert redis.command(*undo) == "OK"
+
+    return end
+
+
+@pytest.mark.parametrize("condition", ["oom", "busy", "writes-paused"])
+def test_redis_refusing_or_holding_writes_is_503_within_the_timeout_and_back_within_a_second(
+    condition: str, start_authsvc: AuthsvcFactory, own_redis: RedisServer
+) -> None:
+    service = start_authsvc(redis=own_redis, redis_timeout_ms=TIMEOUT_MS)
+    client = Client(service.url)
+    user, stream = client.new_user(), client.new_stream()
+    assert client.activate(user, stream).status_code == 200
+    end = _writes_refused(own_redis, condition)
+    try:
+        started = time.monotonic()
+        unavailable(client.activate(user, client.new_stream()))
+        r = gate(client, user, stream)  # a gated fetch refreshes its lease: a write
+        assert (r.status_code, r.headers["x-error-status"]) == (403, "503")
+        assert time.monotonic() - started < 2 * SEEN_S
+    finally:
+        end()
+    served = [e for e in service.access_entries(2, "/streams/{stream_id}/activate") if e["status"] == 503]
+    served += [e for e in service.access_entries(1, "/_authz") if e["status"] == 503]
+    assert len(served) == 2 and max(float(str(e["ms"])) for e in served) / 1000 < SERVED_S, served
+    ended = time.monotonic()
+    until(lambda: gate(client, user, stream).status_code == 204, timeout=5, step=0.01)
+    assert time.monotonic() - ended < 1.0, "not answering within 1 s of the condition ending"
+    assert [s["streamId"] for s in client.active(user).json()["streams"]] == [stream]  # no lease lost

@@ -98,9 +98,13 @@ def gate_decisions(stack: Stack, outcome: str) -> float:
 
 
 def launch(run_dir: Path, ungated: bool = False, **settings: Any) -> Stack:
-    """Start a stack on free loopback ports. ``settings`` are fields of the stack's
-    settings (``redis=``, ``api_replicas=``), of the edge's (``origin_url=``, ``tls_port=``),
-    and otherwise authsvc's (``identity=``), in that order."""
+    """Start a stack on free loopback ports. ``settings`` are ``api_host`` and
+    ``api_prefix`` (authsvc on a test host of the network tests: its address, and the
+    command that runs it there), fields of the stack's settings (``redis=``,
+    ``api_replicas=``), of the edge's (``origin_url=``, ``tls_port=``), and otherwise
+    authsvc's (``identity=``), in that order."""
+    api_host = str(settings.pop("api_host", "127.0.0.1"))
+    api_prefix = tuple(settings.pop("api_prefix", ()))
     need_binary("nginx", "nginx")
     need_binary("redis-server", "redis-server")
     ports = StackSettings(
@@ -123,7 +127,7 @@ def launch(run_dir: Path, ungated: bool = False, **settings: Any) -> Stack:
             edge = replace(edge, **{key: value})
         else:
             env["AUTHSVC_" + key.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
-    stack = Stack(run_dir, env, ports, edge, ungated=ungated)
+    stack = Stack(run_dir, env, ports, edge, ungated=ungated, api_host=api_host, api_prefix=api_prefix)
     stack.start()
     return stack
 

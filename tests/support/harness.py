@@ -10,7 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -74,23 +74,33 @@ class RedisServer:
 
 
 class Authsvc:
-    """`python -m authsvc serve` in a process of its own, with the given settings."""
+    """`python -m authsvc serve` in a process of its own, with the given settings; on
+    loopback, or on ``host`` through ``prefix`` (a test host's `ip netns exec NS`)."""
 
-    def __init__(self, env: Mapping[str, str], workers: int = 1, port: int | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        workers: int = 1,
+        port: int | None = None,
+        host: str = HOST,
+        prefix: Sequence[str] = (),
+    ) -> None:
         self.env = dict(env)
         self.workers = workers
         self.port = port or free_port()
+        self.host = host
+        self.prefix = tuple(prefix)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = Path(tempfile.mkdtemp(prefix="authsvc-")) / "authsvc.log"
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
         env.update(self.env)
-        self.proc = start_authsvc(self.port, env, self.workers, self.log_path)
+        self.proc = start_authsvc(self.port, env, self.workers, self.log_path, self.host, self.prefix)
 
     def stop(self) -> None:
         if self.proc is not None:

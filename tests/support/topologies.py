@@ -5,33 +5,24 @@ AUTHSVC_REDIS_URL) and ``command(*args)`` (redis-cli against whichever node hold
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from canwatch_stack.procs import StackError
-from canwatch_stack.topology import LocalCluster, LocalSentinel
+from canwatch_stack.topology import LocalCluster, LocalSentinel, Placement
 
-from harness import HOST, need_binary
-
-
-def _cli(port: int, *args: str, cluster: bool = False) -> str:
-    cli = need_binary("redis-cli", "redis-tools")
-    mode = ["-c"] if cluster else []
-    out = subprocess.run(
-        [cli, *mode, "-h", HOST, "-p", str(port), *args], capture_output=True, text=True, timeout=5
-    )
-    return out.stdout.strip()
+from harness import need_binary
 
 
 class ClusterTopology(LocalCluster):
     """LocalCluster whose ``command`` follows redirects (redis-cli -c) from a live primary."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, placement: Placement | None = None) -> None:
         need_binary("redis-server", "redis-server")
-        super().__init__(workdir)
+        need_binary("redis-cli", "redis-tools")
+        super().__init__(workdir, placement=placement)
 
     def command(self, *args: str) -> str:  # type: ignore[override]
-        return _cli(self.primaries()[0].port, *args, cluster=True)
+        return self.nodes.command(self.primaries()[0].port, "-c", *args)
 
     def node_command(self, port: int, *args: str) -> str:
         return super().command(port, *args)
@@ -40,12 +31,13 @@ class ClusterTopology(LocalCluster):
 class SentinelTopology(LocalSentinel):
     """LocalSentinel whose ``command`` goes to the primary the sentinels name now."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, placement: Placement | None = None) -> None:
         need_binary("redis-server", "redis-server")
-        super().__init__(workdir)
+        need_binary("redis-cli", "redis-tools")
+        super().__init__(workdir, placement=placement)
 
     def command(self, *args: str) -> str:  # type: ignore[override]
-        return _cli(self.primary_port(), *args)
+        return self.nodes.command(self.primary_port(), *args)
 
 
 def started(topology: ClusterTopology | SentinelTopology) -> ClusterTopology | SentinelTopology:
