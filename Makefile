@@ -18,7 +18,7 @@ docs: $(READY)
 	$(PY) -m authsvc settings --write-docs docs/settings.md
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
-.PHONY: docs k8s-config run stop test test-stress unit integration e2e endtoend lint bench-api bench-gate bench-scale system-deps test-deps clean
+.PHONY: docs k8s-config run stop test test-stress unit integration e2e endtoend lint bench-api bench-gate bench-scale bench-links soak system-deps test-deps clean
 
 $(READY): pyproject.toml requirements.lock requirements-dev.lock
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { scripts/need.sh "__venv__:python3-venv" && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
@@ -90,6 +90,12 @@ bench-gate: $(READY) system-deps
 bench-scale: $(READY) system-deps
 	@scripts/need.sh wrk:wrk
 	$(PY) bench/scale.py
+
+# authsvc <-> Redis through a delay proxy (0, 2 and 20 ms one way): the API cycle and the
+# exact gate against the direct link. A few minutes.
+bench-links: $(READY) system-deps
+	@scripts/need.sh wrk:wrk
+	$(PY) bench/links.py
 
 # The nginx edge's ConfigMaps for Kubernetes (deploy/k8s/base/edge-config.yaml), rendered
 # again after a template changes; settings on top of the base's, e.g.
