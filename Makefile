@@ -97,6 +97,12 @@ bench-links: $(READY) system-deps
 	@scripts/need.sh wrk:wrk
 	$(PY) bench/links.py
 
+# An hour of mixed load through both gate modes and the API on a stack of its own, memory
+# and answers every minute to docs/soak.csv, plotted to docs/soak.png; fails on an
+# unexpected answer or memory that grows. SOAK_S shortens it, e.g. `SOAK_S=600 make soak`.
+soak: $(READY) system-deps
+	$(PY) bench/soak.py
+
 # The nginx edge's ConfigMaps for Kubernetes (deploy/k8s/base/edge-config.yaml), rendered
 # again after a template changes; settings on top of the base's, e.g.
 #   make k8s-config K8S_SETTINGS="CANWATCH_EDGE_ORIGIN_URL=https://cdn.example.com"
