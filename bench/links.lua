@@ -13,8 +13,10 @@ local size = tonumber(os.getenv("SEGMENT_SIZE") or "0")
 local cycle, held, players = {}, {}, {}
 local threads = {}
 local n = 0
-local wrong = 0
-local statuses = {}
+-- Globals, for done() reads them from each thread (thread:get): 200s with a wrong body,
+-- and the answers by status, one number each (s200, s403 ... sother).
+wrong = 0
+local counted = {200, 403, 404, 429, 500, 502, 503, 504}
 
 setup = function(thread)
   thread:set("offset", #threads * 7919)
@@ -28,6 +30,8 @@ init = function(args)
     list[#list + 1] = {stream = stream, user = user}
   end
   n = offset or 0
+  for _, status in ipairs(counted) do _G["s" .. status] = 0 end
+  sother = 0
 end
 
 request = function()
@@ -47,7 +51,8 @@ request = function()
 end
 
 response = function(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
+  local name = _G["s" .. status] and ("s" .. status) or "sother"
+  _G[name] = _G[name] + 1
   if status == 200 then
     if mode == "gate" then
       if #body ~= size then wrong = wrong + 1 end
@@ -58,16 +63,15 @@ response = function(status, headers, body)
 end
 
 done = function(summary, latency, requests)
-  local bad, counts = 0, {}
+  local bad, seen = 0, {}
   for _, thread in ipairs(threads) do
     bad = bad + (thread:get("wrong") or 0)
-    for status, count in pairs(thread:get("statuses") or {}) do
-      counts[status] = (counts[status] or 0) + count
-    end
   end
-  local seen = {}
-  for status, count in pairs(counts) do seen[#seen + 1] = status .. ":" .. count end
-  table.sort(seen)
+  for _, name in ipairs({"s200", "s403", "s404", "s429", "s500", "s502", "s503", "s504", "sother"}) do
+    local count = 0
+    for _, thread in ipairs(threads) do count = count + (thread:get(name) or 0) end
+    if count > 0 then seen[#seen + 1] = name:sub(2) .. ":" .. count end
+  end
   io.write(string.format(
     "RESULT rps=%.1f p50_ms=%.3f p99_ms=%.3f non2xx=%d errors=%d requests=%d bad=%d statuses=%s\n",
     summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
