@@ -307,21 +307,25 @@ def flat(rows: list[dict[str, float]], warmup_s: float) -> list[str]:
     if len(after) < 3:
         return [f"only {len(after)} rows after the {warmup_s:g} s warm-up: too short to judge (need 3)"]
     third = max(1, len(after) // 3)
+    hours = [row["t_s"] / 3600 for row in after]
     grown = []
     for column, (name, share, absolute) in SERIES.items():
         first = statistics.median(row[column] for row in after[:third])
         last = statistics.median(row[column] for row in after[-third:])
         bound = first * (1 + share) + absolute
         verdict = "flat" if last <= bound else "GREW"
+        # The trend, for the record (the verdict is the medians'): least squares, per hour.
+        slope = statistics.linear_regression(hours, [row[column] for row in after]).slope
         print(
-            f"  {name:18} first third {first:10.0f}  last third {last:10.0f}  bound {bound:10.0f}  {verdict}"
+            f"  {name:18} first third {first:10.0f}  last third {last:10.0f}  bound {bound:10.0f}"
+            f"  {verdict}  (trend {slope:+.0f} an hour)"
         )
         if last > bound:
             grown.append(f"{name}: {first:.0f} -> {last:.0f} (bound {bound:.0f})")
     return grown
 
 
-def plot(rows: list[dict[str, float]], path: Path, title: str) -> None:
+def plot(rows: list[dict[str, float]], path: Path, title: str, warmup_s: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -352,6 +356,8 @@ def plot(rows: list[dict[str, float]], path: Path, title: str) -> None:
         sum(row[f"status_{s}"] for s in STATUSES if s not in (200, 403)) + row["status_other"] for row in rows
     ]
     answers.plot(minutes, other, marker=".", label="any other status")
+    for panel in (memory, redis, answers):
+        panel.axvline(warmup_s / 60, linestyle=":", color="grey")  # the warm-up's end
     answers.set_ylabel("answers per interval")
     answers.set_xlabel("minutes")
     answers.legend(loc="center right")
@@ -472,7 +478,7 @@ def judge(
     grown = flat(rows, warmup)
     if rows:
         title = f"make soak: {duration:g} s, {players} players, a row every {interval:g} s"
-        plot(rows, plot_path, title)
+        plot(rows, plot_path, title + f"; warm-up to the dotted line ({warmup:g} s)", warmup)
         print(f"plot: {plot_path}")
     failures = [f"died: {', '.join(died)}"] if died else []
     failures += [f"{tally.unexpected} unexpected answers"] if tally.unexpected else []
