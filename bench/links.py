@@ -57,8 +57,8 @@ Run = dict[str, float]
 
 @dataclass
 class Link:
-    """One stack whose authsvc reaches its Redis through a link of ``delay_ms`` (None:
-    directly); the PIDs whose CPU is counted."""
+    """One stack whose authsvc reaches its own Redis through a link of ``delay_ms`` one
+    way (None: directly), and the delay proxy that makes it."""
 
     name: str
     delay_ms: float | None
@@ -82,7 +82,8 @@ def cpu_of(pid: int) -> float:
 
 def start_proxy(target: int, delay_ms: float, log: Path) -> tuple[subprocess.Popen[str], int]:
     command = [sys.executable, str(PROXY), "--target", f"127.0.0.1:{target}", "--delay-ms", str(delay_ms)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+    with log.open("w") as errors:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("listening "):

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import requests
+from links import tree
 
 from canwatch_edge import render
 from canwatch_edge.settings import EdgeSettings
@@ -251,15 +252,6 @@ def scrape(urls: list[str], tally: Tally, stop: threading.Event) -> None:
             ok = answer.status_code == 200 and "authsvc_decisions_total" in answer.text
             tally.add(answer.status_code, None if ok else f"GET {url}/metrics: {answer.status_code}")
     http.close()
-
-
-def tree(pid: int) -> list[int]:
-    """A process and all its descendants."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return [pid]
-    return [pid, *(p for child in children for p in tree(int(child)))]
 
 
 def rss_kib(pids: list[int]) -> int:
