@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -298,6 +299,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cycle-users", type=int, default=500)
     parser.add_argument("--players", type=int, default=1000)
+    # SIGTERM unwinds like Ctrl-C, so that everything started is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench-links: wrk is not installed: run `apt-get install -y wrk`", file=sys.stderr)

@@ -37,6 +37,7 @@ import random
 import re
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -359,6 +360,8 @@ def plot(rows: list[dict[str, float]], path: Path, title: str, warmup_s: float) 
 
 
 def main() -> int:
+    # SIGTERM unwinds like Ctrl-C, so that everything started is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     duration = env_number("SOAK_S", 3600)
     interval = env_number("SOAK_INTERVAL_S", 60)
     players = int(env_number("SOAK_PLAYERS", 40))
