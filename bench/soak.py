@@ -446,8 +446,12 @@ def main() -> int:
         if exact is not None:
             stop_process(exact)
         stack.stop()
+    verdict = judge(rows, tally, died, warmup, duration, interval, players, plot_path)
+    if verdict:  # the parts' logs, to find out why
+        print(f"the run's logs are kept in {run_dir}")
+    else:
         shutil.rmtree(run_dir, ignore_errors=True)
-    return judge(rows, tally, died, warmup, duration, interval, players, plot_path)
+    return verdict
 
 
 def demo_files() -> list[str]:
