@@ -18,7 +18,7 @@ docs: $(READY)
 	$(PY) -m authsvc settings --write-docs docs/settings.md
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
-.PHONY: docs k8s-config vendor-players run stop test test-stress unit integration e2e network endtoend lint bench-api bench-gate bench-scale system-deps test-deps clean
+.PHONY: docs k8s-config vendor-players run stop test test-stress unit integration e2e network endtoend lint bench-api bench-gate bench-scale bench-links soak system-deps test-deps clean
 
 $(READY): pyproject.toml requirements.lock requirements-dev.lock
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { scripts/need.sh "__venv__:python3-venv" && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
@@ -96,6 +96,18 @@ bench-gate: $(READY) system-deps
 bench-scale: $(READY) system-deps
 	@scripts/need.sh wrk:wrk
 	$(PY) bench/scale.py
+
+# authsvc <-> Redis through a delay proxy (0, 2 and 20 ms one way): the API cycle and the
+# exact gate against the direct link. A few minutes.
+bench-links: $(READY) system-deps
+	@scripts/need.sh wrk:wrk
+	$(PY) bench/links.py
+
+# An hour of mixed load through both gate modes and the API on a stack of its own, memory
+# and answers every minute to docs/soak.csv, plotted to docs/soak.png; fails on an
+# unexpected answer or memory that grows. SOAK_S shortens it, e.g. `SOAK_S=600 make soak`.
+soak: $(READY) system-deps
+	$(PY) bench/soak.py
 
 # The nginx edge's ConfigMaps for Kubernetes (deploy/k8s/base/edge-config.yaml), rendered
 # again after a template changes; settings on top of the base's, e.g.
