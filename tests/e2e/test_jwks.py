@@ -23,10 +23,8 @@ REALM = "/realms/canwatch"
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[JwksServer]:
-    server = JwksServer()
-    server.start()
-    yield server
-    server.stop()
+    with JwksServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -33,10 +33,8 @@ NEVER_S = 3600
 
 @pytest.fixture
 def provider() -> Iterator[JwksServer]:
-    server = JwksServer()
-    server.start()
-    yield server
-    server.stop()
+    with JwksServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -24,10 +24,8 @@ NEVER_S = 3600  # no background refresh, and one unknown-kid fetch per test at m
 
 @pytest.fixture
 def provider() -> Iterator[JwksServer]:
-    server = JwksServer()
-    server.start()
-    yield server
-    server.stop()
+    with JwksServer() as server:
+        yield server
 
 
 def unknown_kid_fetches(service: Authsvc) -> float:

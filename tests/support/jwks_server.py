@@ -110,6 +110,13 @@ class JwksServer:
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
         self._thread.start()
 
+    def __enter__(self) -> JwksServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """The provider down: nothing listens on its port any more."""
         self.release()
