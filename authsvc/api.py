@@ -26,8 +26,8 @@ ACTIVATION_DECISIONS = {
 
 def lease_json(lease: Lease) -> dict[str, Any]:
     """A lease as the API shows it; ``deviceId`` only when a device holds it (clients that
-    send none see the bodies they always did), ``startedAt`` only when its start is known
-    (not for a lease admitted before starts were kept)."""
+    send none see no field of devices), ``startedAt`` only when its start is known (not for
+    a lease admitted before starts were kept)."""
     shown: dict[str, Any] = {"streamId": lease.stream_id}
     if lease.started_ms is not None:
         shown["startedAt"] = lease.started_ms
