@@ -6,6 +6,7 @@ Through a real authsvc on every Redis topology."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -58,7 +59,7 @@ def test_the_start_survives_heartbeats_gate_fetches_and_reactivation(client: Cli
     assert (lease["startedAt"], lease["refreshedAt"]) == (start, start)
 
     gate = {"X-Original-URI": f"/watch/{stream}/demo/seg1.ts", "x-userid": user}
-    refreshes = {
+    refreshes: dict[str, Callable[[], requests.Response]] = {
         "heartbeat": lambda: client.heartbeat(user, stream),
         "gate fetch": lambda: client.http.get(f"{client.base}/_authz", headers=gate, timeout=5),
         "activation again": lambda: activate(client, user, stream),
