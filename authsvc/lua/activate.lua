@@ -6,7 +6,8 @@
 --          until the next activation with a device sweeps them, and are never read)
 -- KEYS[4]  when the user's leases started: hash, field = stream id, value = ms (Redis TIME,
 --          whole ms), written when a lease is admitted, kept by its refreshes, removed
---          with the lease (leases admitted by an older release have no field)
+--          with the lease (leases admitted by an older release have no field); lives a
+--          counting bucket (ARGV[10]) longer than the leases
 -- KEYS[5]  the counters of active leases and users of the user's slot (stats.lua)
 -- ARGV[1]  stream id
 -- ARGV[2]  lease TTL in ms; 0 = leases never expire
@@ -54,12 +55,16 @@ local function start()
   redis.call('HSET', starts_key, stream, math.floor(now))
 end
 
+-- Set when the user held no live lease before this activation: the starts hash (which
+-- outlives the leases' key by up to a bucket) then holds only starts of ended leases.
+local held_none = false
+
 -- Removes the starts of the leases that ended here (``ended``) or expired, last: on a
 -- Cluster, a script may not touch a key it emptied while its slot is migrating.
 local function sweep_starts(ended)
   hdel_all(starts_key, ended)
   local gone = {}
-  for _, s in ipairs(expired) do
+  for _, s in ipairs(held_none and redis.call('HKEYS', starts_key) or expired) do
     if s ~= stream then gone[#gone + 1] = s end
   end
   hdel_all(starts_key, gone)
@@ -69,7 +74,8 @@ local function finish(ended)
   stats_user(newest_before, now)
   stats_close(ttl)
   keep_for_leases(key, ttl)
-  keep_for_leases(starts_key, ttl)
+  -- A bucket longer than the leases: see touch.lua.
+  keep_for_leases(starts_key, ttl + BUCKET_MS)
   sweep_starts(ended)
 end
 
@@ -116,6 +122,7 @@ if device == '' and not by_device then
 
   local count = redis.call('ZCARD', key)
   if count < limit or not enforce then
+    held_none = count == 0
     add()
     start()
     redis.call('HDEL', devices_key, stream)
@@ -236,6 +243,7 @@ end
 
 local leases, counted = usage(gone, label)
 if counted <= limit or not enforce then
+  held_none = #live == 0
   add()
   start()
   label_and_end(replaced)

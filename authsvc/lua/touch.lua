@@ -23,7 +23,8 @@ if not touched or (ttl > 0 and tonumber(touched) <= now - ttl) then
 end
 -- Most refreshes (a gated fetch every few seconds) stay in their bucket: nothing to count.
 -- Then the user's newest refresh, between this lease's two, is in that bucket too.
-if stats_bucket(tonumber(touched)) == stats_bucket(now) then
+local same_bucket = stats_bucket(tonumber(touched)) == stats_bucket(now)
+if same_bucket then
   redis.call('ZADD', key, 'XX', now, stream)
 else
   stats_open(now, ttl)
@@ -35,8 +36,13 @@ else
   stats_close(ttl)
 end
 keep_for_leases(key, ttl)
--- The start stays as it was (absent for a lease admitted by an older release).
-keep_for_leases(KEYS[2], ttl)
+-- The starts stay as they were (none for a lease admitted by an older release) and live
+-- a bucket longer than the leases: extended only when a refresh leaves its bucket (and
+-- by every activation), which covers the refreshes within that bucket; so most gated
+-- fetches leave them alone.
+if not same_bucket or ttl == 0 then
+  keep_for_leases(KEYS[2], ttl + BUCKET_MS)
+end
 -- Without a device the devices hash is not even named: the gate costs what it did, and
 -- a slot being migrated serves it as before (a missing key named by a script is TRYAGAIN).
 if ARGV[3] ~= '' then

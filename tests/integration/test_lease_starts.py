@@ -158,7 +158,7 @@ def test_an_expired_lease_leaves_no_start_and_a_new_one_starts_afresh(
     client = Client(service.url)
     user, expiring, fresh = client.new_user(), client.new_stream(), client.new_stream()
     first = began(activate(client, user, expiring), 1000)
-    assert 0 < int(topology.command("PTTL", starts_key(service, user))) <= 1000
+    assert 1000 < int(topology.command("PTTL", starts_key(service, user))) <= 1000 + 1000 // 8
     assert until(lambda: time.time() * 1000 > first + 1000 + 5, timeout=5, step=0.01)
     # The next activation drops the expired lease, and its start with it.
     later = activate(client, user, fresh)
@@ -169,6 +169,31 @@ def test_an_expired_lease_leaves_no_start_and_a_new_one_starts_afresh(
     leases = listed(client, user)
     assert leases[expiring]["startedAt"] == began(again, 1000) > first
     assert leases[fresh]["startedAt"] == began(later, 1000)
+    client.close()
+
+
+def test_a_lease_kept_alive_by_refreshes_alone_keeps_its_start_past_its_ttl(
+    start_authsvc: AuthsvcFactory, topology: Topology
+) -> None:
+    ttl_ms = 2000
+    service = start_authsvc(lease_ttl_s=ttl_ms / 1000)
+    client = Client(service.url)
+    user, stream = client.new_user(), client.new_stream()
+    start = began(activate(client, user, stream), ttl_ms)
+    gate = {"X-Original-URI": f"/watch/{stream}/demo/seg1.ts", "x-userid": user}
+    # Heartbeats and gated fetches only, for more than twice the lease's life: most stay
+    # in their counting bucket and leave the starts' expiry alone.
+    refreshes = 0
+    while time.time() * 1000 < start + 2.5 * ttl_ms:
+        if refreshes % 2:
+            assert client.heartbeat(user, stream).status_code == 200
+        else:
+            assert client.http.get(f"{client.base}/_authz", headers=gate, timeout=5).status_code == 204
+        refreshes += 1
+        time.sleep(0.05)
+    lease = listed(client, user)[stream]
+    assert lease["startedAt"] == start and lease["refreshedAt"] > start + 2 * ttl_ms, lease
+    assert int(topology.command("PTTL", starts_key(service, user))) > 0
     client.close()
 
 
@@ -202,11 +227,8 @@ def test_the_starts_share_the_users_slot_and_live_as_long_as_the_leases(
     start = began(activate(client, user, stream))
     key = starts_key(authsvc, user)
     assert topology.command("HGET", key, stream) == str(start)
-    assert 0 < int(topology.command("PTTL", key)) <= TTL_MS
-    # A refresh gives the starts the leases' new life.
-    topology.command("PEXPIRE", key, "5000")
-    assert client.heartbeat(user, stream).status_code == 200
-    assert int(topology.command("PTTL", key)) > 5000
+    # The leases' life and one counting bucket (an eighth of the TTL) more.
+    assert TTL_MS < int(topology.command("PTTL", key)) <= TTL_MS + TTL_MS // 8
     if isinstance(topology, ClusterTopology):
         streams = f"{authsvc.env['AUTHSVC_KEY_PREFIX']}{{{user}}}:streams"
         assert topology.command("CLUSTER", "KEYSLOT", key) == topology.command("CLUSTER", "KEYSLOT", streams)
