@@ -26,12 +26,13 @@ ACTIVATION_DECISIONS = {
 
 def lease_json(lease: Lease) -> dict[str, Any]:
     """A lease as the API shows it; ``deviceId`` only when a device holds it (clients that
-    send none see the bodies they always did)."""
-    shown: dict[str, Any] = {
-        "streamId": lease.stream_id,
-        "refreshedAt": lease.refreshed_ms,
-        "expiresAt": lease.expires_ms,
-    }
+    send none see no field of devices), ``startedAt`` only when its start is known (not for
+    a lease admitted before starts were kept)."""
+    shown: dict[str, Any] = {"streamId": lease.stream_id}
+    if lease.started_ms is not None:
+        shown["startedAt"] = lease.started_ms
+    shown["refreshedAt"] = lease.refreshed_ms
+    shown["expiresAt"] = lease.expires_ms
     if lease.device_id is not None:
         shown["deviceId"] = lease.device_id
     return shown

@@ -36,6 +36,7 @@ class Lease:
     refreshed_ms: int
     expires_ms: int | None  # None when leases never expire
     device_id: str | None = None  # the device that holds it, when one said so
+    started_ms: int | None = None  # when it was admitted; None for a lease from before starts were kept
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,9 @@ class Leases:
     def _devices_key(self, user_id: str) -> str:
         return f"{self._prefix}{{{user_id}}}:devices"
 
+    def _starts_key(self, user_id: str) -> str:
+        return f"{self._prefix}{{{user_id}}}:starts"
+
     def _expiry(self, refreshed_ms: int) -> int | None:
         return refreshed_ms + self._ttl_ms if self._ttl_ms else None
 
@@ -158,6 +162,7 @@ class Leases:
             self._streams_key(user_id),
             self._limit_key(user_id),
             self._devices_key(user_id),
+            self._starts_key(user_id),
             self.stats_keys.for_user(user_id),
         ]
         args: list[str | int] = [
@@ -194,7 +199,7 @@ class Leases:
         active: tuple[Lease, ...] = ()
         evicted: tuple[str, ...] = ()
         if outcome is Outcome.LIMIT:
-            active = self._triples(extra)
+            active = self._listed(extra)
         elif outcome is Outcome.EVICTED:
             evicted = tuple(extra)
         expires = None if outcome is Outcome.LIMIT else self._expiry(now)
@@ -204,9 +209,9 @@ class Leases:
         """Refresh the user's lease on a stream if it is alive (heartbeat and gate); a
         lease without a device becomes ``device_id``'s. Raises StoreUnavailable.
         """
-        keys = [self._streams_key(user_id), self.stats_keys.for_user(user_id)]
+        keys = [self._streams_key(user_id), self._starts_key(user_id), self.stats_keys.for_user(user_id)]
         if device_id:
-            keys.insert(1, self._devices_key(user_id))
+            keys.insert(2, self._devices_key(user_id))
         reply = await self._call(
             self._touch(self._pipeline, keys, [stream_id, self._ttl_ms, device_id or "", self._bucket_ms])
         )
@@ -216,7 +221,7 @@ class Leases:
 
     async def deactivate(self, user_id: str, stream_id: str) -> bool:
         """End the user's lease on a stream; True if there was one. Raises StoreUnavailable."""
-        keys = [self._streams_key(user_id), self.stats_keys.for_user(user_id)]
+        keys = [self._streams_key(user_id), self._starts_key(user_id), self.stats_keys.for_user(user_id)]
         args = [stream_id, self._ttl_ms, self._bucket_ms]
         return bool(await self._call(self._deactivate(self._pipeline, keys, args)))
 
@@ -226,6 +231,7 @@ class Leases:
             self._streams_key(user_id),
             self._limit_key(user_id),
             self._devices_key(user_id),
+            self._starts_key(user_id),
             self.stats_keys.for_user(user_id),
         ]
         reply = await self._call(self._active(self._pipeline, keys, [self._ttl_ms, self._bucket_ms]))
@@ -239,7 +245,7 @@ class Leases:
             limit = claim_limit
         else:
             limit = self._default_limit
-        leases = self._triples([_text(v) for v in reply[2:]])
+        leases = self._listed([_text(v) for v in reply[2:]])
         return ActiveLeases(leases, limit, operator_limit)
 
     async def set_limit(self, user_id: str, limit: int | None) -> None:
@@ -250,7 +256,7 @@ class Leases:
 
     async def end_all(self, user_id: str) -> int:
         """End every lease of a user; returns how many there were. Raises StoreUnavailable."""
-        keys = [self._streams_key(user_id), self.stats_keys.for_user(user_id)]
+        keys = [self._streams_key(user_id), self._starts_key(user_id), self.stats_keys.for_user(user_id)]
         return int(await self._call(self._end_all(self._pipeline, keys, [self._ttl_ms, self._bucket_ms])))
 
     async def ping(self) -> bool:
@@ -261,10 +267,11 @@ class Leases:
         """Let the batches under way finish."""
         await self._pipeline.drain()
 
-    def _triples(self, flat: list[str]) -> tuple[Lease, ...]:
-        """Leases from the scripts' (stream, score, device or '') triples."""
+    def _listed(self, flat: list[str]) -> tuple[Lease, ...]:
+        """Leases from the scripts' (stream, score, device or '', start or '') quadruples."""
         leases = []
-        for i in range(0, len(flat) - 2, 3):
+        for i in range(0, len(flat) - 3, 4):
             refreshed = int(float(flat[i + 1]))
-            leases.append(Lease(flat[i], refreshed, self._expiry(refreshed), flat[i + 2] or None))
+            started = int(float(flat[i + 3])) if flat[i + 3] else None
+            leases.append(Lease(flat[i], refreshed, self._expiry(refreshed), flat[i + 2] or None, started))
         return tuple(leases)

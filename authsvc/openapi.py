@@ -28,12 +28,17 @@ MS = {"type": ["integer", "null"], "description": "epoch milliseconds (Redis clo
 KO = obj(["status", "error"], status={"const": "ko"}, error=STR)
 # A device id as the API returns it: null for a lease no device claimed.
 # Fields of devices are there only when they apply: clients that send no device id, on a
-# limit of streams, get the bodies they always did.
+# limit of streams, get no field of devices.
 DEVICE = {"type": "string", "description": "the x-device-id that holds it; absent = none"}
 LIMIT_BY = {"const": "device", "description": "the limit counts devices (AUTHSVC_LIMIT_BY=device)"}
 LEASE = obj(
     ["streamId", "refreshedAt", "expiresAt"],
     streamId=STR,
+    startedAt={
+        "type": "integer",
+        "description": "epoch milliseconds (Redis clock) when the lease was admitted; kept by its "
+        "refreshes; absent for a lease admitted before starts were kept",
+    },
     refreshedAt=INT,
     expiresAt=MS,
     deviceId=DEVICE,

@@ -80,7 +80,12 @@ ROUTES: tuple[Route, ...] = (
         "/streams/active",
         READ,
         api.active_streams,
-        Doc("The caller's live leases and limit", ACTIVE, ANY_USER, parameters=(USER_HEADER,)),
+        Doc(
+            "The caller's live leases (start, last refresh, expiry, device) and limit",
+            ACTIVE,
+            ANY_USER,
+            parameters=(USER_HEADER,),
+        ),
     ),
     Route(
         f"{STREAM}/activate",

@@ -1,6 +1,7 @@
 """What devices cost inside Redis: microseconds per call of the activate and touch scripts,
 with and without a device id (Redis' own INFO commandstats, so neither Python nor the
-network is counted).
+network is counted), and the Redis commands each call runs inside its script (the same
+stats: a count that does not depend on how busy the machine is).
 
     .venv/bin/python bench/devices.py [calls]
 
@@ -26,17 +27,19 @@ from canwatch_stack.procs import free_port
 BATCH = 100
 
 
-async def per_call(redis: Redis, calls: list[object]) -> float:
+async def per_call(redis: Redis, calls: list[object]) -> tuple[float, float]:
     """Run the coroutines in batches (as concurrent requests share round trips); the
-    microseconds per EVALSHA that Redis reports for them."""
+    microseconds per EVALSHA that Redis reports for them, and the commands each ran."""
     await redis.config_resetstat()
     for i in range(0, len(calls), BATCH):
         await asyncio.gather(*calls[i : i + BATCH])  # type: ignore[arg-type]
     stats = await redis.info("commandstats")
-    return float(stats["cmdstat_evalsha"]["usec_per_call"])
+    scripts = stats["cmdstat_evalsha"]["calls"]
+    inner = sum(v["calls"] for k, v in stats.items() if k not in ("cmdstat_evalsha", "cmdstat_info"))
+    return float(stats["cmdstat_evalsha"]["usec_per_call"]), inner / scripts
 
 
-async def measure(url: str, count: int) -> dict[str, float]:
+async def measure(url: str, count: int) -> dict[str, tuple[float, float]]:
     redis = Redis.from_url(url)
     settings = Settings(redis_url=url, secret="bench-devices-secret-0123", redis_timeout_ms=5000)
     leases = Leases(redis, settings)
@@ -85,7 +88,9 @@ def main() -> None:
             # how often Redis was preempted during it.
             runs = [asyncio.run(measure(url, count)) for _ in range(5)]
             for name in runs[0]:
-                print(f"{name:50} {min(run[name] for run in runs):6.2f} us per call (best of 5)")
+                best = min(run[name][0] for run in runs)
+                commands = runs[0][name][1]
+                print(f"{name:50} {best:6.2f} us per call (best of 5), {commands:4.1f} commands")
         finally:
             server.terminate()
             server.wait(10)

@@ -88,6 +88,7 @@ class Memory:
     leases: int  # per user
     used_delta: int
     key_usage: float  # median MEMORY USAGE of a user's key
+    starts_usage: float  # the same of the hash of when the user's leases started
     load_s: float
 
     @property
@@ -113,21 +114,23 @@ def load_memory(work: Path, users: int) -> tuple[Memory, Memory]:
         user_ids = [codec.issue("user") for _ in range(users)]
         step = users // SAMPLE or 1
         sample = [f"{PREFIX}{{{u}}}:streams" for u in user_ids[::step]]
+        starts = [f"{PREFIX}{{{u}}}:starts" for u in user_ids[::step]]
         results = []
         for leases, adding in ((1, 1), (3, 2)):
             started = time.monotonic()
             _pipe(port, sha, user_ids, adding, codec, limiter)
             load_s = time.monotonic() - started
-            # Every lease is there: one key per user, each with its leases and an expiry.
-            # One key per user, and the lease counters' one hash (authsvc/stats.py).
-            if r.dbsize() != users + 1:
-                raise SystemExit(f"{r.dbsize()} keys, expected {users} and the counters")
-            cards = {r.zcard(k) for k in sample}
-            if cards != {leases} or min(r.pttl(k) for k in sample) <= 0:
-                raise SystemExit(f"sampled keys hold {cards} leases, expected {leases}")
+            # Every lease is there: two keys per user (its leases, when they started), each
+            # with an expiry, and the lease counters' one hash (authsvc/stats.py).
+            if r.dbsize() != 2 * users + 1:
+                raise SystemExit(f"{r.dbsize()} keys, expected {2 * users} and the counters")
+            cards = {r.zcard(k) for k in sample} | {r.hlen(k) for k in starts}
+            if cards != {leases} or min(r.pttl(k) for k in sample + starts) <= 0:
+                raise SystemExit(f"sampled keys hold {cards} leases and starts, expected {leases}")
             used = int(r.info("memory")["used_memory"]) - before
             usage = statistics.median(int(r.memory_usage(k) or 0) for k in sample)
-            results.append(Memory(users, leases, used, usage, load_s))
+            starts_usage = statistics.median(int(r.memory_usage(k) or 0) for k in starts)
+            results.append(Memory(users, leases, used, usage, starts_usage, load_s))
         r.close()
     return results[0], results[1]
 
@@ -265,6 +268,7 @@ def memory_part(work: Path, rows: Rows, failed: list[str]) -> None:
         print(
             f"  {m.leases} lease(s) each: used_memory +{m.used_delta / 2**20:.1f} MiB in {m.load_s:.0f} s, "
             f"{m.per_user:.0f} B/user, {m.per_lease:.0f} B/lease, MEMORY USAGE of a key {m.key_usage:.0f} B"
+            f" (of the starts: {m.starts_usage:.0f} B)"
         )
     extra = (three.used_delta - one.used_delta) / (2 * USERS)
     rows += [

@@ -4,7 +4,11 @@
 -- KEYS[3]  the devices of the user's leases: hash, field = stream id, value = device id
 --          (leases without a device have no field; fields of ended leases may linger
 --          until the next activation with a device sweeps them, and are never read)
--- KEYS[4]  the counters of active leases and users of the user's slot (stats.lua)
+-- KEYS[4]  when the user's leases started: hash, field = stream id, value = ms (Redis TIME,
+--          whole ms), written when a lease is admitted, kept by its refreshes, removed
+--          with the lease (leases admitted by an older release have no field); lives a
+--          counting bucket (ARGV[10]) longer than the leases
+-- KEYS[5]  the counters of active leases and users of the user's slot (stats.lua)
 -- ARGV[1]  stream id
 -- ARGV[2]  lease TTL in ms; 0 = leases never expire
 -- ARGV[3]  default limit
@@ -20,9 +24,9 @@
 --   counted: what the limit compares with (leases, or devices with ARGV[9] = 'device');
 --   replaced: the stream ids this activation ended for its device (a table, maybe empty)
 --   code 1 admitted, 2 already active (refreshed), 3 refused at the limit (+ stream, score,
---   device ('' none) triples of the 100 oldest leases),
+--   device ('' none), start ('' none) quadruples of the 100 oldest leases),
 --   4 admitted after evicting (+ evicted stream ids), 5 over the limit but admitted in shadow mode
-local key, devices_key, stream, device = KEYS[1], KEYS[3], ARGV[1], ARGV[7]
+local key, devices_key, starts_key, stream, device = KEYS[1], KEYS[3], KEYS[4], ARGV[1], ARGV[7]
 local ttl = tonumber(ARGV[2])
 local enforce = ARGV[6] == '1'
 local by_device = ARGV[9] == 'device'
@@ -31,8 +35,9 @@ local now = now_ms()
 stats_open(now, ttl)
 local newest_before = stats_newest(key)
 
+local expired = {}
 if ttl > 0 then
-  stats_drop_expired(key, now, ttl)
+  expired = stats_drop_expired(key, now, ttl)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ttl)
 end
 
@@ -45,42 +50,62 @@ local function add()
   stats_add('l', now, 1)
 end
 
-local function finish()
+-- A stream the user did not hold: its lease starts now (a refresh keeps the start).
+local function start()
+  redis.call('HSET', starts_key, stream, math.floor(now))
+end
+
+-- Set when the user held no live lease before this activation: the starts hash (which
+-- outlives the leases' key by up to a bucket) then holds only starts of ended leases.
+local held_none = false
+
+-- Removes the starts of the leases that ended here (``ended``) or expired, last: on a
+-- Cluster, a script may not touch a key it emptied while its slot is migrating.
+local function sweep_starts(ended)
+  hdel_all(starts_key, ended)
+  local gone = {}
+  for _, s in ipairs(held_none and redis.call('HKEYS', starts_key) or expired) do
+    if s ~= stream then gone[#gone + 1] = s end
+  end
+  hdel_all(starts_key, gone)
+end
+
+local function finish(ended)
   stats_user(newest_before, now)
   stats_close(ttl)
-  -- The key lives as long as its newest lease. Its expiry is only ever extended, and
-  -- removed for leases that never expire, so that moving to a longer TTL or to none (a
-  -- rolling deploy) never lets the key vanish under leases that are still alive.
-  if ttl == 0 then
-    redis.call('PERSIST', key)
-  elseif redis.call('PTTL', key) < ttl then
-    redis.call('PEXPIRE', key, ttl)
-  end
+  keep_for_leases(key, ttl)
+  -- A bucket longer than the leases: see touch.lua.
+  keep_for_leases(starts_key, ttl + BUCKET_MS)
+  sweep_starts(ended)
 end
 
-local function refusal(labels)
+local function fields_of(hash)
+  local fields = {}
+  local flat = redis.call('HGETALL', hash)
+  for i = 1, #flat, 2 do
+    fields[flat[i]] = flat[i + 1]
+  end
+  return fields
+end
+
+local function labels_of()
+  return fields_of(devices_key)
+end
+
+-- The refusal: the user's 100 oldest leases, each with its device and start.
+local function refused(reply, labels)
   stats_user(newest_before, stats_newest(key))
   stats_close(ttl)
-  return labels
-end
-
-local function listed(reply, labels)
+  local starts = fields_of(starts_key)
   local oldest = redis.call('ZRANGE', key, 0, 99, 'WITHSCORES')
   for i = 1, #oldest, 2 do
     reply[#reply + 1] = oldest[i]
     reply[#reply + 1] = oldest[i + 1]
     reply[#reply + 1] = labels[oldest[i]] or ''
+    reply[#reply + 1] = starts[oldest[i]] or ''
   end
+  sweep_starts({})
   return reply
-end
-
-local function labels_of()
-  local labels = {}
-  local flat = redis.call('HGETALL', devices_key)
-  for i = 1, #flat, 2 do
-    labels[flat[i]] = flat[i + 1]
-  end
-  return labels
 end
 
 if device == '' and not by_device then
@@ -90,16 +115,18 @@ if device == '' and not by_device then
   if refreshed then
     stats_add('l', tonumber(refreshed), -1)
     add()
-    finish()
+    finish({})
     local count = redis.call('ZCARD', key)
     return {2, limit, now, count, count, {}}
   end
 
   local count = redis.call('ZCARD', key)
   if count < limit or not enforce then
+    held_none = count == 0
     add()
+    start()
     redis.call('HDEL', devices_key, stream)
-    finish()
+    finish({})
     return {count < limit and 1 or 5, limit, now, count + 1, count + 1, {}}
   end
 
@@ -109,18 +136,20 @@ if device == '' and not by_device then
     local evicted = redis.call('ZRANGE', key, 0, count - limit, 'WITHSCORES')
     redis.call('ZREMRANGEBYRANK', key, 0, count - limit)
     add()
+    start()
     redis.call('HDEL', devices_key, stream)
-    finish()
-    local reply = {4, limit, now, limit, limit, {}}
+    local reply, ended = {4, limit, now, limit, limit, {}}, {}
     for i = 1, #evicted, 2 do
       reply[#reply + 1] = evicted[i]
+      ended[#ended + 1] = evicted[i]
       stats_add('l', tonumber(evicted[i + 1]), -1)
     end
+    finish(ended)
     return reply
   end
 
   -- Refused: only expired leases may have been dropped above.
-  return listed({3, limit, now, count, count, {}}, refusal(labels_of()))
+  return refused({3, limit, now, count, count, {}}, labels_of())
 end
 
 -- With a device id, or a limit on devices: the user's leases and their devices are read
@@ -193,9 +222,7 @@ local function label_and_end(ended)
     if (not is_live[s] or gone[s]) and s ~= stream then stale[#stale + 1] = s end
   end
   if not label and labels[stream] then stale[#stale + 1] = stream end
-  for i = 1, #stale, 100 do
-    redis.call('HDEL', devices_key, unpack(stale, i, math.min(i + 99, #stale)))
-  end
+  hdel_all(devices_key, stale)
 end
 
 if refreshed then
@@ -210,15 +237,17 @@ if refreshed then
   stats_add('l', tonumber(redis.call('ZSCORE', key, stream)), -1)
   add()
   label_and_end(replaced)
-  finish()
+  finish(replaced)
   return {2, limit, now, leases, counted, replaced}
 end
 
 local leases, counted = usage(gone, label)
 if counted <= limit or not enforce then
+  held_none = #live == 0
   add()
+  start()
   label_and_end(replaced)
-  finish()
+  finish(replaced)
   return {counted <= limit and 1 or 5, limit, now, leases, counted, replaced}
 end
 
@@ -256,10 +285,11 @@ if ARGV[5] == 'evict_oldest' and limit > 0 then
     counted = counted - 1
   end
   add()
+  start()
   local ended = {unpack(replaced)}
   for _, s in ipairs(evicted) do ended[#ended + 1] = s end
   label_and_end(ended)
-  finish()
+  finish(ended)
   local reply = {4, limit, now, leases, counted, replaced}
   for _, s in ipairs(evicted) do reply[#reply + 1] = s end
   return reply
@@ -267,4 +297,4 @@ end
 
 -- Refused: only expired leases may have been dropped above; nothing is replaced.
 local count, counted_now = usage({}, nil, true)
-return listed({3, limit, now, count, counted_now, {}}, refusal(labels))
+return refused({3, limit, now, count, counted_now, {}}, labels)

@@ -1,6 +1,7 @@
 -- End one lease of a user (deactivate, or an operator's kick).
 -- KEYS[1]  the user's leases (see activate.lua)
--- KEYS[2]  the counters of the user's slot (stats.lua)
+-- KEYS[2]  when the user's leases started (see activate.lua)
+-- KEYS[3]  the counters of the user's slot (stats.lua)
 -- ARGV[1]  stream id
 -- ARGV[2]  lease TTL in ms; 0 = leases never expire
 -- ARGV[3]  bucket width of the counters in ms (stats.lua)
@@ -23,4 +24,6 @@ end
 redis.call('ZREM', key, stream)
 stats_add('l', tonumber(score), -1)
 stats_user(newest_before, newest_after)
+-- Last: removing the last start deletes that key too.
+redis.call('HDEL', KEYS[2], stream)
 return 1

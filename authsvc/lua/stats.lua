@@ -1,5 +1,5 @@
--- Redis's clock, and the counters of active leases and users that every script keeps beside
--- the leases it changes (prepended to each script; see authsvc/stats.py for how they are read).
+-- Redis's clock, the lifetime of a user's keys, and the counters of active leases and users
+-- that every script keeps beside the leases it changes (prepended to each script; see authsvc/stats.py for how they are read).
 -- STATS_KEY   a hash in the user's Cluster slot (the last of KEYS), shared by every user
 --             of that slot: field 'l<b>' counts leases whose last refresh falls in time
 --             bucket b, 'u<b>' users whose newest refresh does; b = floor(ms / BUCKET_MS)
@@ -18,6 +18,25 @@ local stats_first = 0  -- oldest bucket still counted, set by stats_open
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+
+-- A key of the user's leases (the leases, their starts) lives as long as the newest lease.
+-- Its expiry is only ever extended, and removed for leases that never expire, so that
+-- moving to a longer TTL or to none (a rolling deploy) never lets the key vanish under
+-- leases that are still alive.
+local function keep_for_leases(key, ttl)
+  if ttl == 0 then
+    redis.call('PERSIST', key)
+  elseif redis.call('PTTL', key) < ttl then
+    redis.call('PEXPIRE', key, ttl)
+  end
+end
+
+-- Fields of a hash beside the leases, in batches (unpack's stack is bounded).
+local function hdel_all(key, fields)
+  for i = 1, #fields, 100 do
+    redis.call('HDEL', key, unpack(fields, i, math.min(i + 99, #fields)))
+  end
 end
 
 local function stats_bucket(ms)
@@ -48,11 +67,18 @@ local function stats_user(before, after)
   if after then stats_add('u', after, 1) end
 end
 
--- Leases about to be dropped as expired: take them out of the counts.
+-- Leases about to be dropped as expired: take them out of the counts; returns their stream
+-- ids (their starts are swept with them).
 local function stats_drop_expired(key, now, ttl)
+  local expired = {}
   for i, item in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', now - ttl, 'WITHSCORES')) do
-    if i % 2 == 0 then stats_add('l', tonumber(item), -1) end
+    if i % 2 == 0 then
+      stats_add('l', tonumber(item), -1)
+    else
+      expired[#expired + 1] = item
+    end
   end
+  return expired
 end
 
 local function stats_close(ttl)

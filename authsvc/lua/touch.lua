@@ -1,6 +1,9 @@
 -- Refresh a lease if it is still alive: a heartbeat, or a gated fetch of the stream.
 -- KEYS[1]  the user's leases (see activate.lua)
--- KEYS[2]  only when a device asks: the devices of the user's leases (see activate.lua)
+-- KEYS[2]  when the user's leases started (see activate.lua): kept as long as the leases.
+--          It exists beside every lease admitted since starts are kept, so naming it adds
+--          no TRYAGAIN on a slot being migrated, except for users whose leases all predate it
+-- KEYS[3]  only when a device asks: the devices of the user's leases (see activate.lua)
 -- KEYS[#KEYS] the counters of the user's slot (stats.lua)
 -- ARGV[1]  stream id
 -- ARGV[2]  lease TTL in ms; 0 = leases never expire
@@ -20,7 +23,8 @@ if not touched or (ttl > 0 and tonumber(touched) <= now - ttl) then
 end
 -- Most refreshes (a gated fetch every few seconds) stay in their bucket: nothing to count.
 -- Then the user's newest refresh, between this lease's two, is in that bucket too.
-if stats_bucket(tonumber(touched)) == stats_bucket(now) then
+local same_bucket = stats_bucket(tonumber(touched)) == stats_bucket(now)
+if same_bucket then
   redis.call('ZADD', key, 'XX', now, stream)
 else
   stats_open(now, ttl)
@@ -31,21 +35,23 @@ else
   stats_user(newest_before, now)
   stats_close(ttl)
 end
--- As in activate.lua: the key's expiry is only ever extended.
-if ttl == 0 then
-  redis.call('PERSIST', key)
-elseif redis.call('PTTL', key) < ttl then
-  redis.call('PEXPIRE', key, ttl)
+keep_for_leases(key, ttl)
+-- The starts stay as they were (none for a lease admitted by an older release) and live
+-- a bucket longer than the leases: extended only when a refresh leaves its bucket (and
+-- by every activation), which covers the refreshes within that bucket; so most gated
+-- fetches leave them alone.
+if not same_bucket or ttl == 0 then
+  keep_for_leases(KEYS[2], ttl + BUCKET_MS)
 end
 -- Without a device the devices hash is not even named: the gate costs what it did, and
 -- a slot being migrated serves it as before (a missing key named by a script is TRYAGAIN).
 if ARGV[3] ~= '' then
-  redis.call('HSETNX', KEYS[2], stream, ARGV[3])
+  redis.call('HSETNX', KEYS[3], stream, ARGV[3])
   -- The devices live as long as the leases that devices refresh.
   if ttl == 0 then
-    redis.call('PERSIST', KEYS[2])
+    redis.call('PERSIST', KEYS[3])
   else
-    redis.call('PEXPIRE', KEYS[2], ttl)
+    redis.call('PEXPIRE', KEYS[3], ttl)
   end
 end
 return {1, now}

@@ -13,7 +13,7 @@ const MANIFESTS = { hls: "demo/playlist.m3u8", dash: "demo/manifest.mpd" };
 const FORMAT_NAMES = { hls: "HLS (hls.js)", dash: "DASH (Shaka Player)" };
 const REFRESH_MS = 2000; // the active streams panel
 const HEARTBEAT_MAX_MS = 30000; // a playing stream's heartbeat, at most this far apart
-const STORE = { user: "canwatch.userId", format: "canwatch.format", starts: "canwatch.starts" };
+const STORE = { user: "canwatch.userId", format: "canwatch.format" };
 
 const page = {
   identity: "header", // or "jwt", from /player/config.json
@@ -39,28 +39,6 @@ const remembered = {
     } catch {
       // not remembered
     }
-  },
-};
-
-// When this browser started each stream: the API's leases carry their last refresh (and
-// a device when the client gave one), a start time only if the service records one.
-const starts = {
-  all() {
-    try {
-      return JSON.parse(remembered.get(STORE.starts) || "{}");
-    } catch {
-      return {};
-    }
-  },
-  note(streamId) {
-    const all = starts.all();
-    if (!all[streamId]) all[streamId] = Date.now();
-    remembered.set(STORE.starts, JSON.stringify(all));
-  },
-  keep(streamIds) {
-    const all = starts.all();
-    const kept = Object.fromEntries(Object.entries(all).filter(([id]) => streamIds.includes(id)));
-    remembered.set(STORE.starts, JSON.stringify(kept));
   },
 };
 
@@ -176,11 +154,10 @@ class ShakaPlayer {
 
 const PLAYERS = { hls: HlsJsPlayer, dash: ShakaPlayer };
 
-function formatTime(ms, source) {
+function formatTime(ms) {
   if (ms === undefined || ms === null) return "";
   const seconds = Math.max(0, Math.round((Date.now() - ms) / 1000));
-  const ago = seconds < 90 ? `${seconds} s ago` : `${Math.round(seconds / 60)} min ago`;
-  return source ? `${ago} (${source})` : ago;
+  return seconds < 90 ? `${seconds} s ago` : `${Math.round(seconds / 60)} min ago`;
 }
 
 function secondsLeft(expiresAt) {
@@ -188,22 +165,20 @@ function secondsLeft(expiresAt) {
   return `${Math.max(0, Math.round((expiresAt - Date.now()) / 1000))} s`;
 }
 
-// A lease's device: a string, or an object with a name or an id; "" when it has none.
-function deviceOf(lease) {
-  const device = lease.device;
-  if (device === undefined || device === null || device === "") return "";
-  if (typeof device === "object") return String(device.name || device.id || JSON.stringify(device));
-  return String(device);
-}
-
-// What the page says about a lease: its device, start and last refresh.
+// What the page says about a lease, as the API gives it: its device (deviceId, absent
+// for none), its start (startedAt, absent for a lease from before the service kept
+// starts) and its last refresh.
 function describe(lease) {
-  const local = starts.all()[lease.streamId];
   return {
-    device: deviceOf(lease),
-    started: lease.startedAt ? formatTime(lease.startedAt) : formatTime(local, local && "here"),
+    device: lease.deviceId ? String(lease.deviceId) : "",
+    started: formatTime(lease.startedAt),
     refreshed: formatTime(lease.refreshedAt),
   };
+}
+
+// The element that shows a lease's start also carries it (ms, the API's clock).
+function markStart(node, lease) {
+  if (Number.isInteger(lease.startedAt)) node.dataset.startedAt = String(lease.startedAt);
 }
 
 // Stop a stream of the user's own: its player here, if any, and its lease.
@@ -253,6 +228,7 @@ class Card {
         item.querySelector(".stream").textContent = lease.streamId;
         item.querySelector(".device").textContent = shown.device ? `on ${shown.device}` : "";
         item.querySelector(".started").textContent = shown.started ? `started ${shown.started}` : "";
+        markStart(item.querySelector(".started"), lease);
         item.querySelector(".refreshed").textContent = `last refresh ${shown.refreshed}`;
         item.querySelector(".free").addEventListener("click", () => this.freeAndWatch(lease.streamId));
         return item;
@@ -279,7 +255,6 @@ class Card {
       const others = Array.isArray(activated.body.activeStreams) ? activated.body.activeStreams : [];
       return this.show("refused", activated.body.error || `status ${activated.status}`, others);
     }
-    starts.note(this.streamId);
     const url = new URL(`/watch/${encodeURIComponent(this.streamId)}/${MANIFESTS[this.format]}`, location.href);
     url.searchParams.set(page.param, identityValue());
     const player = new PLAYERS[this.format](this.video, url.href, (message) => {
@@ -388,7 +363,6 @@ async function refreshActive() {
   }
   $("active-error").textContent = "";
   const { streams, limit } = answer.body;
-  starts.keep(streams.map((lease) => lease.streamId));
   $("usage").textContent = `(${streams.length} of ${limit})`;
   $("usage").dataset.active = String(streams.length);
   $("usage").dataset.limit = String(limit);
@@ -402,6 +376,7 @@ async function refreshActive() {
         const cell = document.createElement("td");
         cell.className = name;
         cell.textContent = text;
+        if (name === "started") markStart(cell, lease);
         row.append(cell);
       }
       const actions = document.createElement("td");

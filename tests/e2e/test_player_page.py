@@ -10,6 +10,7 @@ and shows their active streams on load. Screenshots of the page are saved
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +30,8 @@ pytestmark = pytest.mark.e2e
 # Generous: the page must work with both cores busy (three videos decoding, the stack,
 # the browser); on an idle machine each condition holds within a second or two.
 BOUND_S = 45.0
+# How the page shows a time: how long ago, from the API's clock.
+AGO = r"\d+ (s|min) ago"
 # What each player fetches through the gate: its manifest and its media segments.
 FETCHES = {"hls": ("playlist.m3u8", ".ts"), "dash": ("manifest.mpd", ".m4s")}
 # Collects the page's Content-Security-Policy violations from its first script on.
@@ -61,7 +64,10 @@ def cards(browser: Any) -> list[dict[str, Any]]:
             time: card.querySelector('video').currentTime,
             src: card.querySelector('video').getAttribute('src'),
             others: [...card.querySelectorAll('.others li')].map(li => ({
-                stream: li.dataset.stream, text: li.textContent}))}));"""
+                stream: li.dataset.stream, text: li.textContent,
+                device: li.querySelector('.device').textContent,
+                started: li.querySelector('.started').textContent,
+                startedAt: li.querySelector('.started').dataset.startedAt || null}))}));"""
     )
     return result
 
@@ -109,6 +115,25 @@ def listed(browser: Any) -> list[str]:
         "return [...document.querySelectorAll('#leases tr')].map(row => row.dataset.stream)"
     )
     return rows
+
+
+def rows(browser: Any) -> dict[str, dict[str, Any]]:
+    """stream id -> what the active streams panel shows of it: its start (the text, and the
+    API's startedAt the cell carries) and its last refresh."""
+    shown: dict[str, dict[str, Any]] = browser.execute_script(
+        """return Object.fromEntries([...document.querySelectorAll('#leases tr')].map(row => [
+            row.dataset.stream, {started: row.querySelector('.started').textContent,
+            startedAt: row.querySelector('.started').dataset.startedAt || null,
+            refreshed: row.querySelector('.refreshed').textContent}]));"""
+    )
+    return shown
+
+
+def api_leases(edge: Deployment, user: str) -> dict[str, dict[str, Any]]:
+    """stream id -> the user's lease as the API lists it."""
+    r = requests.get(f"{edge.url}/streams/active", headers={"x-userid": user}, timeout=5)
+    assert r.status_code == 200, r.text
+    return {lease["streamId"]: lease for lease in r.json()["streams"]}
 
 
 def served(edge: Deployment, stream: str, fmt: str) -> None:
@@ -208,12 +233,19 @@ def test_a_refused_viewer_frees_a_slot_from_the_refusal_with_one_click(
     start(browser, "dash")
     shown = wait(browser, lambda c: len(c) == 4 and c[3]["state"] == "refused", "fourth refused")
     fourth = shown[3]["stream"]
-    # The refusal lists the user's active streams as the 403 gave them: each with when
-    # it started (this browser started them) and its last refresh.
-    others = {o["stream"]: o["text"] for o in shown[3]["others"]}
+    # The refusal lists the user's active streams as the 403 gave them: each with its
+    # device, when its lease started (the API's startedAt, which refreshes keep) and its
+    # last refresh.
+    others = {o["stream"]: o for o in shown[3]["others"]}
     assert set(others) == {first, *rest}
-    for text in others.values():
-        assert "started" in text and "last refresh" in text and "s ago" in text, text
+    leases = api_leases(edge, user)
+    for stream, other in others.items():
+        lease = leases[stream]
+        assert other["startedAt"] == str(lease["startedAt"]), (other, lease)
+        assert re.fullmatch(f"started {AGO}", other["started"]), other
+        assert "last refresh" in other["text"] and "(here)" not in other["text"], other
+        # The browser's gated fetches gave each lease its device (the edge's cw_device).
+        assert other["device"] == (f"on {lease['deviceId']}" if "deviceId" in lease else ""), (other, lease)
 
     click(browser, f'.card:nth-child(4) .others li[data-stream="{first}"] .free')
     advancing(browser, 3)
@@ -240,6 +272,12 @@ def test_the_page_remembers_the_viewer_and_shows_their_active_streams_on_load(
     assert browser.execute_script("return document.getElementById('user').value") == user
     assert until(lambda: sorted(listed(browser)) == sorted(streams), BOUND_S), listed(browser)
     assert usage(browser) == "3"
+    # Each with when it started, as the API says: this browser started none of them.
+    starts = {s: str(lease["startedAt"]) for s, lease in api_leases(edge, user).items()}
+    shown = rows(browser)
+    assert {s: row["startedAt"] for s, row in shown.items()} == starts, shown
+    for row in shown.values():
+        assert re.fullmatch(AGO, row["started"]) and re.fullmatch(AGO, row["refreshed"]), row
 
     # Another visit, no id in the URL: the page remembers it.
     open_page(browser, f"{edge.url}/player/")

@@ -213,11 +213,14 @@ def test_deactivate_is_ok_when_not_active(service: Service) -> None:
 
 def test_heartbeat_refreshes_a_live_lease(service: Service) -> None:
     user, stream = service.new_id("user"), service.new_id("stream")
-    activated = service.started(user, stream).body["expiresAt"] - TTL_MS
+    started = service.started(user, stream)
+    activated = started.body["expiresAt"] - TTL_MS
     assert until(lambda: time.time() * 1000 >= activated + 2, timeout=5, step=0.001)
     answer = service.call("heartbeat", user, stream)
     expect(answer, 200, {"status": "ok", "streamId": stream, "expiresAt": answer.during + TTL_MS})
-    streams = [lease(stream, answer)]
+    # The heartbeat moved the last refresh and kept the start.
+    streams = [lease(stream, answer, started)]
+    assert streams[0]["refreshedAt"] != streams[0]["startedAt"]
     expect(service.active(user), 200, {"status": "ok", "userId": user, "limit": LIMIT, "streams": streams})
 
 

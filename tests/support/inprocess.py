@@ -97,11 +97,19 @@ def denied(answer: Answer, status: int, real: int, error: str) -> None:
     refused(answer, status, error, {"X-Error-Status": str(real), "X-Userid": None, "X-Stream-Id": None})
 
 
-def lease(stream: str, activated: Answer) -> dict[str, object]:
-    """A lease as listed, from the answer (already checked) that started or refreshed it."""
+def lease(stream: str, activated: Answer, started: Answer | None = None) -> dict[str, object]:
+    """A lease as listed, from the answer (already checked) that last refreshed it and the
+    activation that started it (``started``; by default the same answer). Redis read the
+    same clock for the start as for the ``expiresAt`` of that activation."""
     expires = activated.body["expiresAt"]
-    assert isinstance(expires, int)
-    return {"streamId": stream, "refreshedAt": expires - TTL_MS, "expiresAt": expires}
+    began = (started or activated).body["expiresAt"]
+    assert isinstance(expires, int) and isinstance(began, int)
+    return {
+        "streamId": stream,
+        "startedAt": began - TTL_MS,
+        "refreshedAt": expires - TTL_MS,
+        "expiresAt": expires,
+    }
 
 
 def user_header(user: str | None) -> dict[str, str]:
