@@ -149,6 +149,17 @@ class Leases:
             self._on_store_state(True, "", True)
         return reply
 
+    def _user_keys(self, user_id: str) -> list[str]:
+        """KEYS of the scripts that read the whole of a user's state (activate.lua,
+        active.lua): leases, limit, devices, starts and the stats buckets, one slot."""
+        return [
+            self._streams_key(user_id),
+            self._limit_key(user_id),
+            self._devices_key(user_id),
+            self._starts_key(user_id),
+            self.stats_keys.for_user(user_id),
+        ]
+
     @property
     def activate_script(self) -> Script:
         return self._activate
@@ -158,13 +169,7 @@ class Leases:
     ) -> tuple[list[str], list[str | int]]:
         """KEYS and ARGV of ``activate_script`` for this activation: what ``activate``
         sends, for tools that load many leases at once (bench/scale.py)."""
-        keys = [
-            self._streams_key(user_id),
-            self._limit_key(user_id),
-            self._devices_key(user_id),
-            self._starts_key(user_id),
-            self.stats_keys.for_user(user_id),
-        ]
+        keys = self._user_keys(user_id)
         args: list[str | int] = [
             stream_id,
             self._ttl_ms,
@@ -227,13 +232,7 @@ class Leases:
 
     async def active(self, user_id: str, claim_limit: int | None = None) -> ActiveLeases:
         """The user's live leases, oldest refresh first, and their limit. Raises StoreUnavailable."""
-        keys = [
-            self._streams_key(user_id),
-            self._limit_key(user_id),
-            self._devices_key(user_id),
-            self._starts_key(user_id),
-            self.stats_keys.for_user(user_id),
-        ]
+        keys = self._user_keys(user_id)
         reply = await self._call(self._active(self._pipeline, keys, [self._ttl_ms, self._bucket_ms]))
         assert isinstance(reply, list)
         override_raw = _text(reply[0])
