@@ -12,13 +12,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from netns import Net, network, require, sweep
+from netns import Net, mark_run, network, require, sweep
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _swept() -> None:
     require()
     sweep()
+    mark_run()
 
 
 @pytest.fixture

@@ -10,17 +10,23 @@ import sys
 
 import pytest
 
+from canwatch_stack.procs import alive
+
 from harness import ROOT
 from netns import Net, sweep
+from until import until
 
 pytestmark = pytest.mark.network
 
 LEFT_BEHIND = """
-import time
-from netns import Net
+import subprocess, time
+from netns import Net, mark_run
+mark_run()
 net = Net()
 net.host("redis")
-print(net.run, net.root_link, flush=True)
+# A part in the root namespace, as authsvc or nginx would be: it outlives the run.
+part = subprocess.Popen(["sleep", "60"], start_new_session=True)
+print(net.run, net.root_link, part.pid, flush=True)
 time.sleep(60)
 """
 
@@ -42,15 +48,23 @@ def test_the_sweep_removes_what_a_killed_run_left_and_nothing_of_a_live_one(net:
     ) as run:
         try:
             assert run.stdout is not None
-            prefix, link = run.stdout.readline().split()
+            prefix, link, part = run.stdout.readline().split()
         finally:
             os.kill(run.pid, signal.SIGKILL)  # no finalizer runs
             run.wait(10)
     namespaces, links = names()
     assert {f"{prefix}-switch", f"{prefix}-redis"} <= namespaces and link in links
-    removed = sweep()
-    namespaces, links = names()
-    assert not any(n.startswith(f"{prefix}-") for n in namespaces) and link not in links
-    assert set(removed) >= {f"{prefix}-switch", f"{prefix}-redis", link}
-    # This run's own net is alive: left alone.
-    assert set(net.namespaces) <= namespaces and net.root_link in links
+    assert alive(int(part))
+    # A part of this live run, marked with its PID (the session marked the environment).
+    with subprocess.Popen(["sleep", "60"], start_new_session=True) as ours:
+        try:
+            removed = sweep()
+            namespaces, links = names()
+            assert not any(n.startswith(f"{prefix}-") for n in namespaces) and link not in links
+            assert set(removed) >= {f"{prefix}-switch", f"{prefix}-redis", link, f"pid {part}"}
+            assert until(lambda: not alive(int(part)), 5)
+            # This run's own net and parts are alive: left alone.
+            assert set(net.namespaces) <= namespaces and net.root_link in links
+            assert ours.poll() is None
+        finally:
+            ours.kill()

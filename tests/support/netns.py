@@ -34,6 +34,10 @@ from harness import need_binary
 
 _runs = itertools.count(1)
 NAMESPACE = re.compile(r"^cwt-(\d+)-\d+-")
+# In the environment of every process a network test run starts (they inherit it), the
+# run's PID: what a run killed before its finalizers left running outside the namespaces
+# (authsvc, nginx in the root namespace) is found by it.
+RUN_MARK = "CWT_RUN"
 ROOT_LINK = re.compile(r"^cwt(\d+)r\d+$")
 # Private subnets 10.213.S.0/24: S is the first not routed on this machine already (nor
 # by another run on it); the root namespace's address is .1, the hosts' .2 and up.
@@ -72,7 +76,32 @@ def sweep() -> list[str]:
         if match and not alive(int(match.group(1))):
             _ip("link", "del", link, check=False)
             removed.append(link)
+    for pid, run in _marked_processes():
+        if not alive(run):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            removed.append(f"pid {pid}")
     return removed
+
+
+def mark_run() -> None:
+    """Mark this process's environment, and so every process it starts, with its PID."""
+    os.environ[RUN_MARK] = str(os.getpid())
+
+
+def _marked_processes() -> Iterator[tuple[int, int]]:
+    """(pid, run) of every process whose environment carries a run's mark."""
+    needle = f"{RUN_MARK}=".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        for entry in environ.split(b"\0"):
+            if entry.startswith(needle) and entry[len(needle) :].isdigit():
+                yield int(proc.name), int(entry[len(needle) :])
 
 
 def _delete_namespace(name: str) -> None:
