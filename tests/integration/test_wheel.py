@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import requests
 from canwatch_stack.procs import free_port, stop_process, wait_http
 
 from harness import ROOT, SECRET, RedisServer, need_binary
+from until import until
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +182,5 @@ def test_stack_from_the_wheel(installed: Path, tmp_path: Path) -> None:
             assert proc.wait(timeout=60) == 0, log.read_text()
         finally:
             stop_process(proc)
-    deadline = time.monotonic() + 30
     pids = tmp_path / "run" / "pids"
-    while any(pids.glob("*.pid")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(pids.glob("*.pid")), "the stack left parts running"
+    assert until(lambda: not any(pids.glob("*.pid")), 30), "the stack left parts running"

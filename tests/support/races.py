@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,6 +16,7 @@ from authsvc.ids import IdCodec
 from harness import HOST, SECRET, Authsvc, Client
 from load import Load
 from topologies import ClusterTopology
+from until import until
 
 AT_ONCE = 40
 
@@ -106,10 +106,9 @@ def exact_race(service: Authsvc, user: str) -> int:
 
 
 def wait_for_requests(load: Load, count: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while len(load.outcomes) < count:
-        assert time.monotonic() < deadline, f"only {len(load.outcomes)} requests in {timeout} s"
-        threading.Event().wait(0.05)
+    assert until(lambda: len(load.outcomes) >= count, timeout), (
+        f"only {len(load.outcomes)} requests in {timeout} s"
+    )
 
 
 def wait_short(service: Authsvc) -> float:
