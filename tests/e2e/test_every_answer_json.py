@@ -3,10 +3,14 @@ it (nginx parsing the request, uvicorn, authsvc): sent byte for byte on raw sock
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import requests
 
 from edge_harness import Deployment, Player
 from recording import RawAnswer, send_raw
+from until import until
 
 pytestmark = pytest.mark.e2e
 
@@ -69,6 +73,8 @@ def test_a_control_byte_in_a_gated_request_header_is_answered_in_json(
         ("GET /users/newId HTTP/1.1", [b"Content-Length: 1", b"Content-Length: 2"], 400),
         ("GET /a\x01b HTTP/1.1", [], 400),
         ("GET /streams/a\x80b/active HTTP/1.1", [], 400),  # uvicorn takes no byte over 0x7f
+        ("GET /watch/s/a\x80b.ts?userid=u HTTP/1.1", [], 400),  # nor the gate: HTTP wants it encoded
+        ("GET /watch/s\xc3\xa9/a.ts?userid=u HTTP/1.1", [], 400),
         ("GET /users/newId?a=\xff HTTP/1.1", [], 400),
         ("BREW /users/newId HTTP/1.1", [], 405),  # a method uvicorn does not know
         ("PROPFIND /users/newId HTTP/1.1", [], 405),
@@ -78,3 +84,18 @@ def test_requests_nginx_refuses_are_answered_in_json(
     edge: Deployment, request_line: str, headers: list[bytes], status: int
 ) -> None:
     assert_json(send(edge, request_line, *headers), status)
+
+
+def test_every_line_of_the_access_log_is_json(edge: Deployment) -> None:
+    # After the requests above (bytes over 0x7f and control bytes in request lines and
+    # headers): escape=json writes bytes over 0x7f verbatim, so the edge keeps them out.
+    if edge.stack is None:
+        pytest.skip("reads the edge's access log: only on a stack of our own, not HOST")
+    log = edge.stack.prefix / "access.log"
+    # Written at most a second late: wait for a request sent after all of those.
+    last = requests.get(f"{edge.url}/nowhere", timeout=5).headers["X-Request-ID"]
+    assert until(lambda: last.encode() in log.read_bytes(), 10), last
+    lines = log.read_bytes().splitlines()
+    assert len(lines) > 10
+    for line in lines:
+        json.loads(line.decode("utf-8"))
