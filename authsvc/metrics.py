@@ -123,9 +123,13 @@ class Metrics:
             multiprocess_mode="livemax",
         )
         self.build_info.labels(__version__).set(1)
-        for kind in DECISION_KINDS:
-            for outcome in DECISION_OUTCOMES:
-                self.decisions.labels(kind, outcome)
+        # Every decision's child made at once (so that each shows as 0 before it happens),
+        # and kept: labels() costs more than the increment.
+        self._decisions = {
+            (kind, outcome): self.decisions.labels(kind, outcome)
+            for kind in DECISION_KINDS
+            for outcome in DECISION_OUTCOMES
+        }
         for trigger in JWKS_TRIGGERS:
             for outcome in JWKS_OUTCOMES:
                 self.jwks_fetches.labels(trigger, outcome)
@@ -142,7 +146,8 @@ class Metrics:
         pair[1].observe(seconds)
 
     def decision(self, kind: str, outcome: str) -> None:
-        self.decisions.labels(kind, outcome).inc()
+        child = self._decisions.get((kind, outcome))
+        (child or self.decisions.labels(kind, outcome)).inc()
 
     def render(self) -> bytes:
         """The text exposition; with workers, the sum over every worker's files."""

@@ -26,6 +26,7 @@ import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from hiredis import pack_command
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
@@ -82,6 +83,8 @@ class AutoPipeline:
         self._on_wait_short = on_wait_short or (lambda count: None)
         # Futures of the durable commands queued in this turn; empty unless WAIT is on.
         self._durable: set[asyncio.Future[Any]] = set()
+        # Connections between batches (see _round_trip).
+        self._idle: list[AbstractConnection] = []
 
     async def execute(self, *command: Any) -> Any:
         """Run one command and return its reply (a NoScriptError is returned, not raised).
@@ -209,12 +212,21 @@ class AutoPipeline:
     async def _round_trip(
         self, commands: list[Command], on_reply: Callable[[int, Any], None] | None = None
     ) -> list[Any]:
+        # A connection that answered goes back to this pipeline's own idle list, not to the
+        # pool: the pool's checkout (a lock, and a read on the socket to see that nothing
+        # is pending) cost the hot path as much as packing and sending the batch. The pool
+        # still made it and still owns it: its disconnect() (READONLY, shutdown) closes
+        # idle ones too, and a closed one reconnects when next sent on. One that failed
+        # (pipelined() has closed it) goes back to the pool.
         pool = self._redis.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        conn = self._idle.pop() if self._idle else await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            return await pipelined(conn, commands, on_reply)
-        finally:
+            replies = await pipelined(conn, commands, on_reply)
+        except BaseException:
             await pool.release(conn)
+            raise
+        self._idle.append(conn)
+        return replies
 
     async def drain(self) -> None:
         """Wait for the batches under way (used at shutdown)."""
@@ -238,13 +250,14 @@ async def pipelined(
     returned, not raised); ``on_reply(position, reply)`` is called as each one arrives.
 
     This is what a redis-py pipeline does, without its per-command bookkeeping (response
-    callbacks, command stack, retry wrapper): a third of its cost here. A connection that
+    callbacks, command stack, retry wrapper): a third of its cost here. hiredis packs the
+    commands, in C: redis-py's asyncio connection packs them in Python. A connection that
     fails before any reply arrived (a pooled one that died with a Redis restart: the new
     server has run nothing) is replaced and the batch sent once more; after the first
     reply nothing is sent twice.
     """
     try:
-        packed = conn.pack_commands(commands)
+        packed = b"".join(map(pack_command, commands))
         for attempt in (1, 2):
             replies: list[Any] = []
             try:
