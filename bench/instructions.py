@@ -12,7 +12,14 @@ WARM + COUNTED in a second run; the difference divided by COUNTED is the user-sp
 instructions per fetch (the kernel's work, the same in every mode, is not counted). Each
 fetch is one of many players, with its own identity and lease cookie, on one keep-alive
 connection; every answer must be a 200 with the segment's bytes, and the worker's access
-log must show the mode's decision on every gated fetch. A measurement, not a test.
+log must show the mode's decision on every gated fetch.
+
+Then authsvc's side of the exact mode: one authsvc process (one worker, on the stack's
+Redis) under callgrind is asked WARM gate decisions, its counters are dumped, then COUNTED
+more, dumped again: the second dump divided by COUNTED is its instructions per decision.
+Beside it, the same for a bare ASGI app on the same uvicorn settings that answers 204 and
+decides nothing (bench/bare.py): the floor any Python decision endpoint pays. Every
+decision must be a 204 saying allowed. A measurement, not a test.
 """
 
 from __future__ import annotations
@@ -31,8 +38,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from api import UVICORN
 from gate import free_token_check
-from players import SECRET, SEGMENT, TOKEN_S, authsvc_on_socket, make_players, players_stack
+from players import SECRET, SEGMENT, TOKEN_S, exact_authsvc, make_players, players_stack
 from players import http as get
 
 from authsvc.leasetoken import lease_token_key
@@ -142,6 +150,56 @@ def instructions(
     return int(match.group(1).replace(",", ""))
 
 
+def python_instructions(
+    app: list[str], env: dict[str, str], out: Path, players: list[Player], warm: int, counted: int
+) -> float:
+    """Instructions per gate decision of one Python process serving ``app`` (its command
+    line after ``python -m``, with ``{port}`` for its port) under callgrind."""
+    port = free_port()
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    command += [sys.executable, "-m", *(part.format(port=port) for part in app)]
+    with (out.parent / f"{out.name}.log").open("ab") as log:
+        # PYTHONHASHSEED: the same dict and set layouts, so the same count, run after run.
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env={**env, "PYTHONHASHSEED": "0"},
+            cwd=Path(__file__).parent, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{app[0]} under valgrind did not start: see {out}.log") from None
+                time.sleep(0.5)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            for part, count in enumerate((warm, counted), 1):
+                for n in range(count):
+                    stream, user, _ = players[n % len(players)]
+                    uri = f"/watch/{stream}/{SEGMENT}"
+                    connection.request("GET", "/_authz", headers={"x-userid": user, "X-Original-URI": uri})
+                    answer = connection.getresponse()
+                    answer.read()
+                    if answer.status != 204 or answer.getheader("X-Gate-Decision") != "allowed":
+                        raise RuntimeError(f"{app[0]}: {answer.status} {answer.getheader('X-Gate-Decision')}")
+                subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
+                dump = Path(f"{out}.{part}")
+                while not dump.exists():  # written by the process, after callgrind_control returns
+                    time.sleep(0.1)
+        finally:
+            connection.close()
+    finally:
+        stop_process(proc, timeout=60)
+    annotated = subprocess.run(["callgrind_annotate", f"{out}.2"], capture_output=True, text=True).stdout
+    match = TOTALS.search(annotated)
+    if match is None:
+        raise RuntimeError(f"callgrind_annotate printed no total for {out}.2")
+    return int(match.group(1).replace(",", "")) / counted
+
+
 def decisions(root: Path) -> collections.Counter[str]:
     log = root / "access.log"
     return collections.Counter(json.loads(line)["decision"] for line in log.read_text().splitlines())
@@ -162,30 +220,36 @@ def main() -> int:
     try:
         with (
             players_stack("bench-instructions-") as (stack, plain_url, run_dir),
-            authsvc_on_socket(stack, run_dir / "authsvc.sock"),
+            exact_authsvc(stack, free_port()) as (exact, _),
+            exact_authsvc(stack, run_dir / "authsvc.sock") as (exact_uds, _),
         ):
-            return measure(stack, plain_url, run_dir, args, nginx_env)
+            return measure(stack, plain_url, run_dir, args, nginx_env, (exact, exact_uds))
     except (StackError, RuntimeError, OSError) as exc:
         print(f"bench-gate: {exc}", file=sys.stderr)
         return 1
 
 
 def measure(
-    stack: Stack, plain_url: str, run_dir: Path, args: argparse.Namespace, nginx_env: dict[str, str]
+    stack: Stack,
+    plain_url: str,
+    run_dir: Path,
+    args: argparse.Namespace,
+    nginx_env: dict[str, str],
+    exact: tuple[str, str],
 ) -> int:
-    """Every mode's instructions per fetch, printed."""
+    """Every mode's instructions per fetch, printed. ``exact``: the addresses of the
+    authsvc without lease tokens that the exact modes ask, over TCP and a unix socket."""
     players = make_players(stack, args.players)
     size = len(get(f"{plain_url}/{SEGMENT}")[0])
     gated = "/watch/{stream}/" + SEGMENT
     plain_conf = run_dir / "plain" / "nginx.conf"
-    uds = run_dir / "authsvc.sock"
     # mode -> (its nginx, path, cookies sent, the decision its access log must show)
     modes = {
         "plain": (plain_copy(plain_conf, run_dir / "cg-plain"), "/" + SEGMENT, True, None),
         "ungated": (edge_copy(stack, run_dir / "cg-ungated", 0), "/open/" + SEGMENT, True, ""),
-        "exact": (edge_copy(stack, run_dir / "cg-exact", 0), gated, False, "allowed"),
+        "exact": (edge_copy(stack, run_dir / "cg-exact", 0, exact[0]), gated, False, "allowed"),
         # The same, with authsvc on a unix socket beside nginx (`authsvc serve --uds`).
-        "exact_uds": (edge_copy(stack, run_dir / "cg-uds", 0, f"unix:{uds}"), gated, False, "allowed"),
+        "exact_uds": (edge_copy(stack, run_dir / "cg-uds", 0, exact[1]), gated, False, "allowed"),
         "token": (edge_copy(stack, run_dir / "cg-token", TOKEN_S), gated, True, "token"),
         # Where the token mode's cost lies: the same, with the Lua check replaced by one
         # that says yes at once (what calling Lua costs), and with no Lua at all (a valid
@@ -209,6 +273,18 @@ def measure(
     print(f"\nper fetch, as a multiple of the plain proxy's ({counts['plain']:,.0f})")
     for mode, count in counts.items():
         print(f"  {mode:8} {count / counts['plain']:5.2f}x  {count - counts['ungated']:+9,.0f} over ungated")
+    # authsvc as the exact mode asks it, without lease tokens to issue.
+    env = {**stack.env, "AUTHSVC_LEASE_TOKEN_S": "0"}
+    serve = ["authsvc", "serve", "--host", "127.0.0.1", "--port", "{port}", "--workers", "1"]
+    bare = ["uvicorn", "bare:gate", "--host", "127.0.0.1", "--port", "{port}", *UVICORN]
+    print(f"\nauthsvc per gate decision (one worker, one keep-alive connection, {args.counted} counted)")
+    python = {
+        "bare": python_instructions(bare, env, run_dir / "cg-bare", players, args.warm, args.counted),
+        "authsvc": python_instructions(serve, env, run_dir / "cg-authsvc", players, args.warm, args.counted),
+    }
+    print(f"  bare ASGI app  {python['bare']:9,.0f} instructions per decision")
+    print(f"  authsvc        {python['authsvc']:9,.0f} instructions per decision, "
+          f"{python['authsvc'] - python['bare']:+,.0f} over the bare app")  # fmt: skip
     return 0
 
 

@@ -9,11 +9,12 @@ rates). Modes, interleaved over the rounds in one run:
            access log; the stack's proxy buffers and upstream keepalive, so that the
            reference is as fast as proxying gets here)
 - ungated: the stack's own nginx, /open/ (the same proxying, no gate)
-- exact:   the gate, every fetch decided by authsvc
+- exact:   the gate, every fetch decided by authsvc (one of its own over loopback TCP,
+           without lease tokens, as an exact-mode deployment runs it)
 - token:   the gate with lease tokens checked in nginx (Lua); the cookies were handed out
            by authsvc before the run, so this is the steady state between refreshes
-- exact_uds: the same, with nginx asking an authsvc on a unix socket beside it
-           (`authsvc serve --uds`) instead of the stack's over loopback TCP
+- exact_uds: the same as exact, with nginx asking an authsvc on a unix socket beside it
+           (`authsvc serve --uds`)
 - token_free: the same with the check made free (nginx checks the cookie's shape, the Lua check
            is not called): what the token path costs besides the check itself
 Every run must answer 2xx only, with at least the segment's size per response, and a
@@ -30,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -218,20 +220,35 @@ def check_bytes(
 
 
 @contextmanager
-def authsvc_on_socket(stack: Stack, path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A second authsvc, on the stack's Redis and settings, listening on the unix socket
-    ``path`` (`authsvc serve --uds`); stopped after."""
-    log = path.with_suffix(".log")
-    proc = spawn([sys.executable, "-m", "authsvc", "serve", "--uds", str(path)], log, stack.env)
+def exact_authsvc(stack: Stack, listen: Path | int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A second authsvc on the stack's Redis and settings, but without lease tokens, as an
+    exact-mode deployment runs it (the stack's issues a token on every decision), on the
+    unix socket (`authsvc serve --uds`) or loopback port ``listen``: (its address for
+    CANWATCH_EDGE_AUTHSVC, the process); stopped after."""
+    env = {**stack.env, "AUTHSVC_LEASE_TOKEN_S": "0"}
+    if isinstance(listen, Path):
+        log, address, where = listen.with_suffix(".log"), f"unix:{listen}", ["--uds", str(listen)]
+    else:
+        log, address = stack.run_dir / f"authsvc-{listen}.log", f"127.0.0.1:{listen}"
+        where = ["--host", "127.0.0.1", "--port", str(listen)]
+    proc = spawn([sys.executable, "-m", "authsvc", "serve", *where], log, env)
     try:
         deadline = time.monotonic() + 30
-        while not path.exists():
+        while not (listen.exists() if isinstance(listen, Path) else _listening(listen)):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"authsvc --uds did not start: see {log}")
+                raise RuntimeError(f"authsvc at {address} did not start: see {log}")
             time.sleep(0.1)
-        yield proc
+        yield address, proc
     finally:
         stop_process(proc)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def main() -> int:
@@ -257,17 +274,21 @@ def main() -> int:
     try:
         with (
             players_stack("bench-players-") as (stack, plain_url, run_dir),
-            authsvc_on_socket(stack, run_dir / "authsvc.sock") as beside,
+            exact_authsvc(stack, free_port()) as exact,
+            exact_authsvc(stack, run_dir / "authsvc.sock") as exact_uds,
         ):
-            return measure(stack, plain_url, run_dir, args, beside.pid)
+            beside = {"exact": (exact[0], exact[1].pid), "exact_uds": (exact_uds[0], exact_uds[1].pid)}
+            return measure(stack, plain_url, run_dir, args, beside)
     except (StackError, RuntimeError, OSError) as exc:
         print(f"bench-gate: {exc}", file=sys.stderr)
         return 1
 
 
-def measure(stack: Stack, plain_url: str, run_dir: Path, args: argparse.Namespace, beside: int) -> int:
-    """Every mode, interleaved, ``args.rounds`` times; the report's exit status. ``beside``
-    is the authsvc on run_dir/authsvc.sock, which the exact_uds mode asks."""
+def measure(
+    stack: Stack, plain_url: str, run_dir: Path, args: argparse.Namespace, beside: dict[str, tuple[str, int]]
+) -> int:
+    """Every mode, interleaved, ``args.rounds`` times; the report's exit status. ``beside``:
+    the modes that ask an authsvc of their own (exact_authsvc), its address and PID."""
     started = time.monotonic()
     players = make_players(stack, args.players)
     print(f"  {len(players)} players activated and holding a token in {time.monotonic() - started:.0f} s")
@@ -290,10 +311,9 @@ def measure(stack: Stack, plain_url: str, run_dir: Path, args: argparse.Namespac
     runs: dict[str, list[Run]] = {mode: [] for mode in plan}
     for n in range(args.rounds):
         for mode, (token_s, url, prefix, suffix) in plan.items():
-            uds = mode == "exact_uds"
-            reload(stack, token_s, mode == "token_free", f"unix:{run_dir / 'authsvc.sock'}" if uds else None)
+            address, authsvc = beside.get(mode, (None, None))
+            reload(stack, token_s, mode == "token_free", address)
             check_bytes(url_of, mode, players, segment)
-            authsvc = beside if uds else None
             before, cpu_before = redis_commands(stack), cpu_of_parts(stack, authsvc)
             result = wrk(url, pairs, prefix, suffix, args)
             after, cpu_after = redis_commands(stack), cpu_of_parts(stack, authsvc)
