@@ -1,7 +1,8 @@
 """Every location answers nginx's own errors in JSON: one that has error_page lines of its
 own inherits none of the server's, so each includes them again (error-pages.conf). Shown
 with a body larger than the edge takes (413) sent to each kind of location, in both
-identity modes, over HTTP/1.1 and HTTP/2, and on a fetch a lease token serves."""
+identity modes, over HTTP/1.1 and HTTP/2 (with a body, and declared only), and on a fetch a
+lease token serves."""
 
 from __future__ import annotations
 
@@ -58,7 +59,9 @@ def too_large_http1(stack: Stack, path: str, headers: dict[str, str]) -> tuple[i
     return answer.status, answer.headers.get("content-type", ""), answer.body
 
 
-def too_large_http2(stack: Stack, path: str, headers: dict[str, str]) -> tuple[int, str, bytes]:
+def too_large_http2(
+    stack: Stack, path: str, headers: dict[str, str], body: bool = True
+) -> tuple[int, str, bytes]:
     assert stack.local_tls is not None
     args = [
         need_binary("curl", "curl"),
@@ -72,11 +75,18 @@ def too_large_http2(stack: Stack, path: str, headers: dict[str, str]) -> tuple[i
     args += ["-o", "-", "-w", "\n%{http_code} %{content_type}", "-H", f"Content-Length: {TOO_LARGE}"]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
-    out = subprocess.run([*args, "--data-binary", "x" * 1024, "-X", "GET", f"{stack.tls_url}{path}"],
-                         capture_output=True, timeout=30)  # fmt: skip
-    body, _, tail = out.stdout.rpartition(b"\n")
+    if body:
+        args += ["--data-binary", "x" * 1024]
+    out = subprocess.run([*args, "-X", "GET", f"{stack.tls_url}{path}"], capture_output=True, timeout=30)
+    answer, _, tail = out.stdout.rpartition(b"\n")
     status, _, content_type = tail.decode().partition(" ")
-    return int(status), content_type, body
+    return int(status), content_type, answer
+
+
+def too_large_http2_declared(stack: Stack, path: str, headers: dict[str, str]) -> tuple[int, str, bytes]:
+    """The length declared on a stream that then ends with its headers: HTTP/2's own layer
+    refuses it before any location is chosen (the server-level check in the edge)."""
+    return too_large_http2(stack, path, headers, body=False)
 
 
 @pytest.mark.parametrize(
@@ -92,7 +102,7 @@ def test_a_body_too_large_is_a_json_413_everywhere(
     kinds = targets(stack, identity)
     assert ("lease token" in kinds) == bool(lease_token_s)
     for kind, (path, headers) in kinds.items():
-        for send in (too_large_http1, too_large_http2):
+        for send in (too_large_http1, too_large_http2, too_large_http2_declared):
             status, content_type, body = send(stack, path, headers)
             assert (status, content_type) == (413, "application/json"), (kind, send.__name__, body[:200])
             assert body == b'{"status":"ko","error":"Request Entity Too Large"}', (kind, body[:200])
