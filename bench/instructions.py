@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -45,7 +44,7 @@ from players import http as get
 
 from authsvc.leasetoken import lease_token_key
 from canwatch_edge import render
-from canwatch_stack.procs import StackError, find_binary, free_port, stop_process
+from canwatch_stack.procs import StackError, find_binary, free_port, stop_process, wait_port
 from canwatch_stack.supervisor import Stack
 
 TOTALS = re.compile(r"([\d,]+) \([^)]*\)\s+PROGRAM TOTALS")
@@ -126,16 +125,8 @@ def instructions(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                # Closed at once: a connection left open would hold nginx's graceful exit.
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"nginx under valgrind did not start: see {root}/error.log") from None
-                time.sleep(0.2)
+        # (Its probe is closed at once: a connection left open would hold nginx's exit.)
+        wait_port(port, proc, root / "error.log", timeout=60)
         path_of, players, cookies, size = send
         fetches(port, path_of, players, count, cookies, size)
         time.sleep(1.5)  # the access log's buffer is written within a second
@@ -158,22 +149,15 @@ def python_instructions(
     port = free_port()
     command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
     command += [sys.executable, "-m", *(part.format(port=port) for part in app)]
-    with (out.parent / f"{out.name}.log").open("ab") as log:
+    log_path = out.parent / f"{out.name}.log"
+    with log_path.open("ab") as log:
         # PYTHONHASHSEED: the same dict and set layouts, so the same count, run after run.
         proc = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env={**env, "PYTHONHASHSEED": "0"},
             cwd=Path(__file__).parent, start_new_session=True,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{app[0]} under valgrind did not start: see {out}.log") from None
-                time.sleep(0.5)
+        wait_port(port, proc, log_path, timeout=180)
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         try:
             for part, count in enumerate((warm, counted), 1):
@@ -219,7 +203,7 @@ def main() -> int:
     print(f"callgrind, one nginx worker, {args.players} players, {args.counted} fetches counted", flush=True)
     try:
         with (
-            players_stack("bench-instructions-") as (stack, plain_url, run_dir),
+            players_stack("bench-instructions-") as (stack, plain_url, run_dir, _),
             exact_authsvc(stack, free_port()) as (exact, _),
             exact_authsvc(stack, run_dir / "authsvc.sock") as (exact_uds, _),
         ):

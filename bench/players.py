@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from gate import reload, workers  # noqa: F401  (workers: reload's helper)
+from gate import reload, workers
 
 from canwatch_edge.settings import EdgeSettings
 from canwatch_stack.procs import StackError, find_binary, free_port, spawn, stop_process, wait_port
@@ -117,11 +116,11 @@ def plain_proxy(run_dir: Path, origin_port: int) -> tuple[subprocess.Popen[bytes
 
 
 @contextmanager
-def players_stack(prefix: str) -> Iterator[tuple[Stack, str, Path]]:
+def players_stack(prefix: str) -> Iterator[tuple[Stack, str, Path, int]]:
     """A stack of its own with lease tokens (TOKEN_S) and leases that never expire (every
     mode must find them alive, including those that refresh none), and a plain nginx proxy
-    to its origin: (the stack, the plain proxy's URL, the run's directory); all stopped
-    and removed after."""
+    to its origin: (the stack, the plain proxy's URL, the run's directory, the plain
+    proxy's master PID); all stopped and removed after."""
     run_dir = Path(tempfile.mkdtemp(prefix=prefix))
     ports = StackSettings(api_port=free_port(), redis_port=free_port(), origin_port=free_port())
     edge = EdgeSettings(port=free_port(), tls_port=0, api_rate=1_000_000)
@@ -133,7 +132,7 @@ def players_stack(prefix: str) -> Iterator[tuple[Stack, str, Path]]:
     try:
         stack.start()
         plain, plain_url = plain_proxy(run_dir, ports.origin_port)
-        yield stack, plain_url, run_dir
+        yield stack, plain_url, run_dir, plain.pid
     finally:
         if plain is not None:
             stop_process(plain)
@@ -164,15 +163,14 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * TICK_S
 
 
-def cpu_of_parts(stack: Stack, authsvc: int | None = None) -> dict[str, float]:
+def cpu_of_parts(stack: Stack, plain: int, authsvc: int | None = None) -> dict[str, float]:
     """CPU seconds so far of authsvc (the stack's, or the process ``authsvc``), Redis and
-    nginx's workers."""
-    master = stack.procs["nginx"].pid
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    nginx's workers: the stack's, which are the edge and the demo origin, and those of the
+    plain proxy (master ``plain``), so that every mode counts its proxy and the origin."""
     return {
         "authsvc": cpu_s(authsvc or stack.procs["authsvc"].pid),
         "redis": cpu_s(stack.procs["redis"].pid),
-        "nginx": sum(cpu_s(int(pid)) for pid in children),
+        "nginx": sum(cpu_s(pid) for pid in workers(stack.procs["nginx"].pid) | workers(plain)),
     }
 
 
@@ -233,22 +231,16 @@ def exact_authsvc(stack: Stack, listen: Path | int) -> Iterator[tuple[str, subpr
         where = ["--host", "127.0.0.1", "--port", str(listen)]
     proc = spawn([sys.executable, "-m", "authsvc", "serve", *where], log, env)
     try:
+        if isinstance(listen, int):
+            wait_port(listen, proc, log, timeout=30)
         deadline = time.monotonic() + 30
-        while not (listen.exists() if isinstance(listen, Path) else _listening(listen)):
+        while isinstance(listen, Path) and not listen.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"authsvc at {address} did not start: see {log}")
             time.sleep(0.1)
         yield address, proc
     finally:
         stop_process(proc)
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def main() -> int:
@@ -273,22 +265,28 @@ def main() -> int:
     )
     try:
         with (
-            players_stack("bench-players-") as (stack, plain_url, run_dir),
+            players_stack("bench-players-") as (stack, plain_url, run_dir, plain),
             exact_authsvc(stack, free_port()) as exact,
             exact_authsvc(stack, run_dir / "authsvc.sock") as exact_uds,
         ):
             beside = {"exact": (exact[0], exact[1].pid), "exact_uds": (exact_uds[0], exact_uds[1].pid)}
-            return measure(stack, plain_url, run_dir, args, beside)
+            return measure(stack, (plain_url, plain), run_dir, args, beside)
     except (StackError, RuntimeError, OSError) as exc:
         print(f"bench-gate: {exc}", file=sys.stderr)
         return 1
 
 
 def measure(
-    stack: Stack, plain_url: str, run_dir: Path, args: argparse.Namespace, beside: dict[str, tuple[str, int]]
+    stack: Stack,
+    plain_proxy: tuple[str, int],
+    run_dir: Path,
+    args: argparse.Namespace,
+    beside: dict[str, tuple[str, int]],
 ) -> int:
-    """Every mode, interleaved, ``args.rounds`` times; the report's exit status. ``beside``:
-    the modes that ask an authsvc of their own (exact_authsvc), its address and PID."""
+    """Every mode, interleaved, ``args.rounds`` times; the report's exit status.
+    ``plain_proxy``: its URL and master PID; ``beside``: the modes that ask an authsvc of
+    their own (exact_authsvc), its address and PID."""
+    plain_url, plain = plain_proxy
     started = time.monotonic()
     players = make_players(stack, args.players)
     print(f"  {len(players)} players activated and holding a token in {time.monotonic() - started:.0f} s")
@@ -314,9 +312,9 @@ def measure(
             address, authsvc = beside.get(mode, (None, None))
             reload(stack, token_s, mode == "token_free", address)
             check_bytes(url_of, mode, players, segment)
-            before, cpu_before = redis_commands(stack), cpu_of_parts(stack, authsvc)
+            before, cpu_before = redis_commands(stack), cpu_of_parts(stack, plain, authsvc)
             result = wrk(url, pairs, prefix, suffix, args)
-            after, cpu_after = redis_commands(stack), cpu_of_parts(stack, authsvc)
+            after, cpu_after = redis_commands(stack), cpu_of_parts(stack, plain, authsvc)
             result["redis_per_fetch"] = (after - before) / max(1.0, result["requests"])
             for part in cpu_after:
                 spent = cpu_after[part] - cpu_before[part]
@@ -351,7 +349,7 @@ def report(runs: dict[str, list[Run]], players: int) -> int:
             f"  {m['p99']:7.2f}  {m['p99'] / plain['p99']:8.2f}x  {m['redis_per_fetch']:16.3f}"
             f"  {players / m['rps']:6.2f} s"
         )
-    print("\nCPU per fetch (us, from /proc; median of the rounds)")
+    print("\nCPU per fetch (us, from /proc; median of the rounds; nginx: the proxy or edge, and the origin)")
     for mode, m in medians.items():
         print(
             f"  {mode:10} nginx {m['nginx_us']:6.1f}  authsvc {m['authsvc_us']:6.1f}"
