@@ -215,18 +215,31 @@ class AutoPipeline:
         # A connection that answered goes back to this pipeline's own idle list, not to the
         # pool: the pool's checkout (a lock, and a read on the socket to see that nothing
         # is pending) cost the hot path as much as packing and sending the batch. The pool
-        # still made it and still owns it: its disconnect() (READONLY, shutdown) closes
-        # idle ones too, and a closed one reconnects when next sent on. One that failed
+        # still made it and still owns it: its disconnect() (READONLY, MASTERDOWN,
+        # shutdown) closes idle ones too, and _stale() finds those and the ones Sentinel's
+        # new primary or the server's maintenance notices left behind. One that failed
         # (pipelined() has closed it) goes back to the pool.
         pool = self._redis.connection_pool
         conn = self._idle.pop() if self._idle else await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
+            if self._stale(conn):
+                await conn.disconnect()
+                await conn.connect()  # on Sentinel, asks for the primary
             replies = await pipelined(conn, commands, on_reply)
         except BaseException:
             await pool.release(conn)
             raise
         self._idle.append(conn)
         return replies
+
+    def _stale(self, conn: AbstractConnection) -> bool:
+        """True for a connection to reopen before it is sent on: closed, marked by the
+        server's maintenance notices, or to a primary Sentinel has since replaced (the
+        pool closes only the connections it holds itself when it learns of a new one)."""
+        if not conn.is_connected or conn.should_reconnect():  # type: ignore[no-untyped-call]
+            return True
+        primary = getattr(self._redis.connection_pool, "master_address", None)
+        return primary is not None and primary != (conn.host, conn.port)  # type: ignore[attr-defined]
 
     async def drain(self) -> None:
         """Wait for the batches under way (used at shutdown)."""
@@ -257,7 +270,12 @@ async def pipelined(
     reply nothing is sent twice.
     """
     try:
+        # hiredis sends str as UTF-8 (redis-py's default encoding) and refuses what is not
+        # str, bytes or a number with TypeError: the same as redis-py's DataError here.
         packed = b"".join(map(pack_command, commands))
+    except TypeError as exc:
+        raise redis_errors.DataError(f"not a Redis argument: {exc}") from None
+    try:
         for attempt in (1, 2):
             replies: list[Any] = []
             try:
