@@ -143,17 +143,37 @@ class AutoPipeline:
 
     async def _settle(self, batch: list[tuple[Command, asyncio.Future[Any]]], work: Awaitable[None]) -> None:
         """Run ``work`` (which answers the batch's requests) within the batch's timeout;
-        whatever happens, no request is left waiting: the unanswered get StoreUnavailable."""
+        whatever happens, no request is left waiting: the unanswered get StoreUnavailable.
+
+        The timeout is one timer that cancels this task (the batch's own, see _flush), as
+        asyncio.timeout() does: that context manager cost a decision 25,000 instructions,
+        the timer a fraction of it."""
         failure = "no reply"
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(self._timeout, expire)
         try:
-            async with asyncio.timeout(self._timeout):
-                await work
+            await work
         except (redis_errors.RedisError, redis_errors.RedisClusterException, TimeoutError, OSError) as exc:
             failure = type(exc).__name__
-        except BaseException as exc:  # cancelled at shutdown, or a bug
+        except asyncio.CancelledError:
+            # The timer's own cancellation is the timeout; any other (shutdown) goes on.
+            if not expired or task.uncancel() > 0:
+                failure = "CancelledError"
+                raise
+            failure = "TimeoutError"
+        except BaseException as exc:  # a bug
             failure = type(exc).__name__
             raise
         finally:
+            timer.cancel()
             for _, future in batch:
                 if not future.done():
                     future.set_exception(StoreUnavailable(failure))
