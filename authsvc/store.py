@@ -146,8 +146,8 @@ class AutoPipeline:
         whatever happens, no request is left waiting: the unanswered get StoreUnavailable.
 
         The timeout is one timer that cancels this task (the batch's own, see _flush), as
-        asyncio.timeout() does: that context manager cost a decision 25,000 instructions,
-        the timer a fraction of it."""
+        asyncio.timeout() does, for a fraction of that context manager's cost on every
+        batch (docs/benchmarks.md)."""
         failure = "no reply"
         task = asyncio.current_task()
         assert task is not None
