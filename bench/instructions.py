@@ -134,10 +134,15 @@ def instructions(
         # SIGTERM: nginx exits at once, and valgrind writes the profile as it does. (SIGQUIT,
         # the graceful exit, sometimes waited past a minute here under valgrind.)
         stop_process(proc, timeout=60)
-    annotated = subprocess.run(["callgrind_annotate", str(out)], capture_output=True, text=True).stdout
+    return total(out)
+
+
+def total(profile: Path) -> int:
+    """The instructions a callgrind profile counted."""
+    annotated = subprocess.run(["callgrind_annotate", str(profile)], capture_output=True, text=True).stdout
     match = TOTALS.search(annotated)
     if match is None:
-        raise RuntimeError(f"callgrind_annotate printed no total for {out}")
+        raise RuntimeError(f"callgrind_annotate printed no total for {profile}")
     return int(match.group(1).replace(",", ""))
 
 
@@ -170,18 +175,17 @@ def python_instructions(
                     if answer.status != 204 or answer.getheader("X-Gate-Decision") != "allowed":
                         raise RuntimeError(f"{app[0]}: {answer.status} {answer.getheader('X-Gate-Decision')}")
                 subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
-                dump = Path(f"{out}.{part}")
-                while not dump.exists():  # written by the process, after callgrind_control returns
+                # Written by the process itself, after callgrind_control returns.
+                dump, deadline = Path(f"{out}.{part}"), time.monotonic() + 60
+                while not dump.exists():
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{app[0]}: no callgrind dump {dump} after 60 s")
                     time.sleep(0.1)
         finally:
             connection.close()
     finally:
         stop_process(proc, timeout=60)
-    annotated = subprocess.run(["callgrind_annotate", f"{out}.2"], capture_output=True, text=True).stdout
-    match = TOTALS.search(annotated)
-    if match is None:
-        raise RuntimeError(f"callgrind_annotate printed no total for {out}.2")
-    return int(match.group(1).replace(",", "")) / counted
+    return total(Path(f"{out}.2")) / counted
 
 
 def decisions(root: Path) -> collections.Counter[str]:
