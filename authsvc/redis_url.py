@@ -1,6 +1,7 @@
 """``AUTHSVC_REDIS_URL``: one Redis, a Redis Cluster or a Sentinel-managed primary.
 
-- ``redis://``, ``rediss://``, ``unix://``: one Redis, as redis-py reads it.
+- ``redis://``, ``rediss://``, ``unix://``: one Redis, as redis-py reads it, with only the
+  query options that leave authsvc's timeouts and replies its own (``_SINGLE_OPTIONS``).
 - ``redis+cluster://[user:pass@]host:port[,host:port...]``: seed nodes of a Cluster; the
   rest of the topology is discovered from them and followed as it changes.
 - ``redis+sentinel://[user:pass@]host:port[,host:port...]/<service>``: the sentinels and
@@ -13,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 Mode = Literal["single", "cluster", "sentinel"]
 
@@ -28,6 +29,33 @@ _SCHEMES: dict[str, tuple[Mode, bool]] = {
 }
 _HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+")
 _SERVICE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+# What a one-Redis URL's query may set. redis-py hands any other name to the connection
+# as an argument, and a typo there failed every connection (every request a 503) instead
+# of start-up; some would undo what authsvc relies on. Each name refused says why.
+_SINGLE_OPTIONS = frozenset({"db", "client_name", "socket_keepalive"})
+_TLS_OPTIONS = frozenset(
+    {"ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname"}
+)
+_REFUSED = {
+    **dict.fromkeys(
+        (
+            "socket_timeout",
+            "socket_connect_timeout",
+            "timeout",
+            "retry_on_timeout",
+            "retry_on_error",
+            "health_check_interval",
+            "max_connections",
+            "socket_read_size",
+        ),
+        "authsvc sets it: AUTHSVC_REDIS_TIMEOUT_MS bounds every call, and no call is retried",
+    ),
+    **dict.fromkeys(
+        ("decode_responses", "encoding", "encoding_errors", "protocol", "legacy_responses"),
+        "authsvc writes UTF-8 and reads Redis's replies as bytes, in RESP2",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -56,6 +84,7 @@ def parse(url: str) -> RedisURL:
         raise ValueError("must start with " + ", ".join(f"{s}://" for s in _SCHEMES))
     mode, tls = _SCHEMES[scheme.lower()]
     if mode == "single":
+        _check_single(url, scheme.lower(), tls)
         return RedisURL(mode, url, tls)
     if "?" in rest or "#" in rest:
         raise ValueError(f"a {scheme}:// URL takes no query or fragment")
@@ -76,6 +105,33 @@ def parse(url: str) -> RedisURL:
     if not _SERVICE.fullmatch(path):
         raise ValueError(f"{scheme}:// needs the service name after the hosts: .../<service-name>")
     return RedisURL(mode, url, tls, hosts, path, username, password)
+
+
+def _check_single(url: str, scheme: str, tls: bool) -> None:
+    parts = urlsplit(url)
+    if parts.fragment:
+        raise ValueError(f"a {scheme}:// URL takes no fragment")
+    if scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        # redis-py would quietly use database 0.
+        raise ValueError(f"the database after the host must be a number: {scheme}://host:port/<db>")
+    seen = set()
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in seen:
+            raise ValueError(f"?{name}= is given twice")
+        seen.add(name)
+        if name in _REFUSED:
+            raise ValueError(f"?{name}= is not taken: {_REFUSED[name]}")
+        if name in _TLS_OPTIONS and not tls:
+            raise ValueError(f"?{name}= is an option of rediss:// (TLS) only")
+        if name not in _SINGLE_OPTIONS | _TLS_OPTIONS:
+            if not re.fullmatch(r"[a-z_]{1,40}", name):
+                name = "..."  # not an option's name: perhaps a secret, never echoed
+            taken = ", ".join(sorted(_SINGLE_OPTIONS | (_TLS_OPTIONS if tls else set())))
+            raise ValueError(f"?{name}= is not an option authsvc takes (it takes {taken})")
+        if name == "db" and not value.isdigit():
+            raise ValueError("?db= must be a number")
+        if name == "ssl_cert_reqs" and value not in ("none", "optional", "required"):
+            raise ValueError("?ssl_cert_reqs= must be none, optional or required")
 
 
 def _host_port(item: str) -> tuple[str, int]:
