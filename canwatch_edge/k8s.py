@@ -75,10 +75,6 @@ def render_files(env: Mapping[str, str], prefix: str = PREFIX) -> dict[str, str]
     settings, edge = PublicSettings.from_env(env), EdgeSettings.from_env(env)
     if edge.origin_url is None:
         raise SettingsError("CANWATCH_EDGE_ORIGIN_URL: set the origin to gate (no demo origin here)")
-    if edge.tls_port and not edge.tls_cert:
-        raise SettingsError(
-            "CANWATCH_EDGE_TLS_PORT: set CANWATCH_EDGE_TLS_CERT and CANWATCH_EDGE_TLS_KEY (a mounted Secret)"
-        )
     with tempfile.TemporaryDirectory(prefix="canwatch-k8s-") as tmp:
         out = Path(tmp) / "edge"
         render.render(render.EdgeConfig(settings, edge, out, conf_dir=out / "conf"))

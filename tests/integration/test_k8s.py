@@ -19,7 +19,7 @@ import yaml
 
 from authsvc.redis_url import parse as parse_redis_url
 from authsvc.routes import ROUTES
-from authsvc.settings import Settings, documented
+from authsvc.settings import Settings, SettingsError, documented
 from canwatch_edge import k8s, render
 from canwatch_edge.settings import EdgeSettings
 
@@ -192,6 +192,21 @@ def _lay_out_pod(deployment: Obj, objects: list[Obj], root: Path) -> None:
             target.mkdir(parents=True, exist_ok=True)
             for key, text in data.items():
                 (target / key).write_text(text)
+
+
+@pytest.mark.parametrize("given", ["CANWATCH_EDGE_TLS_CERT", "CANWATCH_EDGE_TLS_KEY", None])
+def test_an_edge_terminating_tls_needs_its_certificate_and_key(given: str | None) -> None:
+    overrides = {"CANWATCH_EDGE_TLS_PORT": "8443"}
+    if given:
+        overrides[given] = "/etc/canwatch/tls/file.pem"
+    with pytest.raises(
+        SettingsError, match=r"^CANWATCH_EDGE_TLS_(PORT needs|CERT and CANWATCH_EDGE_TLS_KEY must be set)"
+    ):
+        k8s.render_files(k8s.settings_env(overrides))
+    overrides.update(
+        CANWATCH_EDGE_TLS_CERT="/etc/canwatch/tls/tls.crt", CANWATCH_EDGE_TLS_KEY="/etc/canwatch/tls/tls.key"
+    )
+    assert "listen" in k8s.render_files(k8s.settings_env(overrides))["part-server-tls.conf"]
 
 
 def test_nginx_accepts_the_edge_as_the_pod_mounts_it(base: list[Obj], tmp_path: Path) -> None:
