@@ -20,7 +20,6 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from authsvc.ids import WELL_FORMED
 from authsvc.settings import PublicSettings, SettingsError
 
 from . import demo
@@ -55,6 +54,7 @@ COMMON = (
     "hygiene.conf",
     "realip.conf",
     "gate-checks.conf",
+    "gate-origin.conf",
     "api-proxy.conf",
     "lease_token.lua",
     "lease_token_valid.lua",
@@ -205,7 +205,6 @@ def _parts(config: EdgeConfig, https_origin: bool) -> tuple[str, ...]:
         "part-server-tls.conf": bool(config.edge.tls_port),
         "part-server-lease-token.conf": tokens,
         "part-server-ungated.conf": config.ungated,
-        "part-gate-lease-token.conf": tokens,
         "part-origin-tls.conf": https_origin,
     }
     return tuple(name for name, on in wanted.items() if on)
@@ -217,26 +216,6 @@ def _nginx_user(config: EdgeConfig) -> str | None:
     if config.edge.user:
         return config.edge.user
     return "root" if os.geteuid() == 0 else None
-
-
-def _lease_subject(jwt: bool) -> dict[str, str]:
-    """Who the log names on a fetch a lease token served (authsvc, which names the user on
-    every other gated fetch, is not asked): in header mode the identity the token is bound
-    to (from the header, the query or the cookie); in jwt mode the JWT's verified subject,
-    which a jwt-mode token ends in (authsvc/leasetoken.py)."""
-    if not jwt:
-        return {
-            "lease_token_user_var": "$cw_gate_identity",
-            "lease_token_user_is": "the identity the token binds",
-            "lease_subject_re": "",
-            "lease_subject_claim": "",
-        }
-    return {
-        "lease_token_user_var": "$cw_lease_subject",
-        "lease_token_user_is": "in jwt mode, the token's subject",
-        "lease_subject_re": rf"\.(?<cw_lease_subject>{WELL_FORMED.pattern})",
-        "lease_subject_claim": r"$cw_lease_subject\n",
-    }
 
 
 def _values(config: EdgeConfig) -> dict[str, str]:
@@ -257,7 +236,8 @@ def _values(config: EdgeConfig) -> dict[str, str]:
         "lease_token_s": str(max(1, math.ceil(config.settings.lease_token_s)))
         if config.settings.lease_token_s
         else "0",
-        **_lease_subject(config.settings.identity == "jwt"),
+        "lease_token_jwt": "true" if config.settings.identity == "jwt" else "false",
+        "lease_token_cache": str(config.edge.lease_token_cache),
         "worker_processes": str(config.edge.workers or "auto"),
         "host": config.edge.host,
         "port": str(config.edge.port),
@@ -319,9 +299,12 @@ def render(config: EdgeConfig, templates: Traversable = TEMPLATES) -> Path:
         "internal.conf": "internal-exposed.conf" if config.edge.expose_internal else "internal-hidden.conf",
         "origin.conf": "origin-demo.conf" if config.serves_demo else "origin-external.conf",
         "cors.conf": "cors-any.conf" if config.edge.cors_origins == "*" else "cors-listed.conf",
+        "gate.conf": "gate-lease-token.conf" if config.settings.lease_token_s else "gate-authsvc.conf",
         "nginx.conf": MAIN,
     }
-    files = {**{name: name for name in (*COMMON, *_parts(config, https_origin))}, **chosen}
+    # With lease tokens, @gate_authsvc includes authsvc's decision under its own name.
+    decision = ("gate-authsvc.conf",) if config.settings.lease_token_s else ()
+    files = {**{name: name for name in (*COMMON, *decision, *_parts(config, https_origin))}, **chosen}
     config.prefix.mkdir(parents=True, exist_ok=True)
     (config.prefix / "tmp").mkdir(exist_ok=True)
     # Rendered again into the same prefix (a reload): a part switched off must go, or its

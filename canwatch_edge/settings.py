@@ -137,6 +137,12 @@ class EdgeSettings:
     )
     user: str | None = setting(None, _user, "user (and group) nginx's workers run as when started as root")
     logs: str = setting("files", choice("files", "stdio"), "nginx logs: files in its prefix, or stdio")
+    lease_token_cache: int = setting(
+        10_000,
+        int_range(0, 10_000_000),
+        "lease tokens each nginx worker remembers as checked, until they expire (twice this at "
+        "most); 0 = every fetch checks its token",
+    )
     nginx: str = setting(
         "debian",
         choice("debian", "openresty"),

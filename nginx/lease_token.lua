@@ -8,13 +8,20 @@
 -- SHA-256 block, so its inner and outer states are hashed once per nginx (init) and copied
 -- for each check: a check then hashes the message and one digest. OpenSSL's one-shot HMAC()
 -- would look the digest up and key a context on every call.
+--
+-- A player sends the same token with every fetch until it is renewed, so each worker
+-- remembers the claims it has found valid (identity, stream and cookie, byte for byte)
+-- with their expiry: a claim seen before costs a table lookup, not a MAC. The memory is
+-- two generations of at most `cache_size` claims each: when the newer fills up, the older
+-- is dropped, and a claim found in the older is carried over. Only valid claims are kept,
+-- so what a client sends can fill it no faster than authsvc issues tokens.
 local ffi = require "ffi"
 local bit = require "bit"
 local base64 = require "ngx.base64"
 
-local byte, sub = string.byte, string.sub
+local byte, sub, find, match, rep = string.byte, string.sub, string.find, string.match, string.rep
 local bor, bxor = bit.bor, bit.bxor
-local now = ngx.now
+local now, time = ngx.now, os.time
 
 ffi.cdef [[
 typedef struct { uint32_t h[8]; uint32_t Nl, Nh; uint32_t data[16]; unsigned int num, md_len; } SHA256_CTX;
@@ -32,14 +39,29 @@ end
 local CTX_SIZE = ffi.sizeof("SHA256_CTX")
 local inner, outer = ffi.new("SHA256_CTX[1]"), ffi.new("SHA256_CTX[1]")
 local work, digest = ffi.new("SHA256_CTX[1]"), ffi.new("unsigned char[32]")
-local keyed, lifetime = false, 0
+local keyed, lifetime, with_subject = false, 0, false
+
+-- The cookie's shape: a 10-digit expiry and 43 base64url characters of MAC, then in jwt
+-- mode the subject (authsvc's user ids: at most 128 of these characters).
+local EXPIRY_MAC = "^(" .. rep("%d", 10) .. ")%.(" .. rep("[%w_%-]", 43) .. ")"
+local SHAPE = EXPIRY_MAC .. "$"
+local SHAPE_SUBJECT = EXPIRY_MAC .. "%.([%w_.@:|+%-]+)$"
+local SUBJECT_MAX = 128
+
+-- claim -> { expiry, user to log }
+local fresh, aged, count, limit = {}, {}, 0, 0
 
 local M = {}
 
--- Once, from init_by_lua: the key (64 hex characters, used as they are, like authsvc does)
--- and the tokens' lifetime in seconds. Without a key every token is refused.
-function M.init(key, lifetime_s)
+-- Once, from init_by_lua: the key (64 hex characters, used as they are, like authsvc does),
+-- the tokens' lifetime in seconds, whether tokens end in the JWT's subject (jwt mode), and
+-- how many valid claims a generation of the memory holds (0: none kept). Without a key
+-- every token is refused.
+function M.init(key, lifetime_s, jwt, cache_size)
     lifetime = lifetime_s
+    with_subject = jwt and true or false
+    limit = cache_size or 0
+    fresh, aged, count = {}, {}, 0
     keyed = false
     if not key or #key == 0 or #key > 64 then
         return
@@ -68,30 +90,87 @@ function M.mac(message)
     return ffi.string(digest, 32)
 end
 
--- "1" when claim, "<message>\n<mac>" as part-http-lease-token.conf builds it (nginx has checked
--- its shape: the message ends in the 10-digit expiry, the MAC has 43 characters), holds a
--- token valid now; else "". A token that claims to outlive its lifetime is not authsvc's.
-function M.valid(claim)
-    if not keyed or not claim or claim == "" then
-        return ""
+local function remember(claim, entry)
+    if limit == 0 then
+        return
     end
-    local n = #claim
-    local expiry = tonumber(sub(claim, n - 53, n - 44))
+    if count >= limit then
+        aged, fresh, count = fresh, {}, 0
+    end
+    fresh[claim] = entry
+    count = count + 1
+end
+
+-- The whole check of claim, "<identity>\n<stream>\n<cookie>": { expiry, user } when the
+-- cookie is a token for that identity and stream, valid now; else nil. A token that claims
+-- to outlive its lifetime is not authsvc's.
+local function check(claim)
+    local first = find(claim, "\n", 1, true)
+    local second = first and find(claim, "\n", first + 1, true)
+    if not second or first == 1 or second == first + 1 then
+        return nil -- no identity or no stream
+    end
+    local cookie = sub(claim, second + 1)
+    local expiry_text, mac_text, user
+    if with_subject then
+        expiry_text, mac_text, user = match(cookie, SHAPE_SUBJECT)
+        if not user or #user > SUBJECT_MAX then
+            return nil
+        end
+    else
+        expiry_text, mac_text = match(cookie, SHAPE)
+        user = sub(claim, 1, first - 1)
+    end
+    if not expiry_text then
+        return nil
+    end
+    local expiry = tonumber(expiry_text)
     local t = now()
-    if not expiry or expiry < t or expiry > t + lifetime + 1 then
-        return ""
+    if expiry < t or expiry > t + lifetime + 1 then
+        return nil
     end
-    local given = base64.decode_base64url(sub(claim, n - 42))
+    local given = base64.decode_base64url(mac_text)
     if not given or #given ~= 32 then
-        return ""
+        return nil
     end
-    local mac = M.mac(sub(claim, 1, n - 44))
+    local message = sub(claim, 1, second)
+    if with_subject then
+        message = message .. user .. "\n"
+    end
+    local mac = M.mac(message .. expiry_text)
     -- Every byte compared, whatever differs: the time taken tells nothing of where.
     local diff = 0
     for i = 1, 32 do
         diff = bor(diff, bxor(byte(mac, i), byte(given, i)))
     end
-    return diff == 0 and "1" or ""
+    if diff ~= 0 then
+        return nil
+    end
+    return { expiry, user }
+end
+
+-- The user to log when claim (see check) holds a token valid now, else "". A claim
+-- remembered is valid while its expiry is still ahead in whole seconds: never longer than
+-- the whole check would allow.
+function M.user(claim)
+    if not keyed or not claim then
+        return ""
+    end
+    local entry = fresh[claim]
+    if entry == nil then
+        entry = aged[claim]
+        if entry == nil then
+            entry = check(claim)
+            if entry == nil then
+                return ""
+            end
+        end
+        remember(claim, entry)
+    end
+    if entry[1] <= time() then
+        return ""
+    end
+    return entry[2]
 end
 
 return M

@@ -1,8 +1,9 @@
--- set_by_lua_file's script (part-gate-lease-token.conf): ngx.arg[1] is $cw_lease_claim,
--- handed over by nginx as an argument, which costs less than reading it from Lua (ngx.var);
--- nil when it is empty. An error (the module's loading included) must not become the
+-- set_by_lua_file's script (gate-lease-token.conf): ngx.arg[1] is the claim,
+-- "<identity>\n<stream>\n<cw_lease cookie>", handed over by nginx as an argument, which
+-- costs less than reading its parts from Lua (ngx.var). The answer is the user a valid
+-- token names, else "". An error (the module's loading included) must not become the
 -- gate's 500: it counts as no valid token, and the fetch goes the exact way.
-local ok, valid = pcall(function()
-    return require("lease_token").valid(ngx.arg[1])
+local ok, user = pcall(function()
+    return require("lease_token").user(ngx.arg[1])
 end)
-return ok and valid or ""
+return ok and user or ""

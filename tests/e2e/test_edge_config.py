@@ -93,7 +93,7 @@ def test_lease_tokens_render_for_debians_nginx_and_for_openresty(tmp_path: Path)
         }
     render.check(nginx, tmp_path / "debian")
     debian, openresty = rendered["debian"], rendered["openresty"]
-    assert "set_by_lua_file" in debian["part-gate-lease-token.conf"]
+    assert "set_by_lua_file" in debian["gate.conf"] and "auth_request" in debian["gate-authsvc.conf"]
     assert set(debian) - set(openresty) == {"part-main-lua.conf"} and set(openresty) < set(debian)
     assert {name: openresty[name] for name in openresty} == {name: debian[name] for name in openresty}
     loads = [line for line in debian["part-main-lua.conf"].splitlines() if not line.startswith("#")]

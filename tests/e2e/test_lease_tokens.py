@@ -180,6 +180,64 @@ def test_a_token_counts_only_as_the_cookie_of_its_own_stream(token_stack: Stack,
     assert asked(token_stack) == before + 4
 
 
+def test_a_token_remembered_as_checked_still_binds_its_viewer_and_stream(
+    token_stack: Stack, player: Player
+) -> None:
+    """Each nginx worker remembers the tokens it found valid (CANWATCH_EDGE_LEASE_TOKEN_CACHE):
+    what it remembers is the identity, the stream and the cookie together, never the
+    cookie alone."""
+    user, stream, token = watching(token_stack, player)
+    other_user, other_stream = player.new_user(), player.new_stream()
+    assert player.activate(other_user, stream).status_code == 200  # a lease of its own there
+    before = asked(token_stack)
+    assert fetch(token_stack, stream, user, token).status_code == 200  # checked, remembered
+    assert asked(token_stack) == before
+    # The remembered cookie with another identity, on another stream, or with the identity
+    # given another way: each is another claim, decided exactly.
+    r = fetch(token_stack, stream, other_user, token)
+    assert r.status_code == 200 and asked(token_stack) == before + 1  # other_user's own lease
+    ko(fetch(token_stack, other_stream, user, token), 403, "Stream Not Active")
+    assert asked(token_stack) == before + 2
+    by_cookie = requests.get(
+        segment_url(token_stack, stream), cookies={"cw_userid": other_user, "cw_lease": token}, timeout=5
+    )
+    assert by_cookie.status_code == 200 and asked(token_stack) == before + 3
+    # And the viewer it was issued to is still served by nginx alone.
+    assert fetch(token_stack, stream, user, token).status_code == 200
+    assert asked(token_stack) == before + 3
+
+
+def test_tokens_work_while_the_memory_of_checked_ones_turns_over(
+    start_stack: StackFactory,
+) -> None:
+    """With room for one token, players taking turns push each other's out: each token is
+    then checked again, and still served by nginx alone."""
+    stack = start_stack(
+        why="lease tokens", lease_token_s=TOKEN_S * 3, lease_ttl_s=TTL_S * 3, lease_token_cache=1
+    )
+    player = Player(stack.url)
+    try:
+        viewers = [watching(stack, player) for _ in range(3)]
+        before = asked(stack)
+        served = []
+        for _ in range(3):
+            for user, stream, token in viewers:
+                r = fetch(stack, stream, user, token)
+                assert r.status_code == 200, r.text
+                served.append((r.headers["X-Request-ID"], user))
+        assert asked(stack) == before
+        for request_id, user in served:
+            logged = access_entry(stack, request_id)
+            assert (logged["decision"], logged["user"]) == ("token", user)
+        # A token turned out of the memory is no less bound: another viewer's, sent with
+        # this viewer's identity, is no token here, and authsvc decides.
+        (user, stream, _), (_, _, other_token) = viewers[0], viewers[1]
+        assert fetch(stack, stream, user, other_token).status_code == 200
+        assert asked(stack) == before + 1
+    finally:
+        player.close()
+
+
 @pytest.mark.parametrize("ending", ["deactivate", "kick", "eviction"])
 def test_revocation_is_felt_within_the_token_lifetime(
     start_stack: StackFactory, ending: str, tmp_path: Path
