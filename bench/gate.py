@@ -57,11 +57,11 @@ def free_token_check(prefix: Path) -> None:
     identity. Benchmarks only."""
     conf = prefix / "gate.conf"
     lines = conf.read_text().splitlines(keepends=True)
-    calls = [line for line in lines if line.startswith("set_by_lua_file $cw_lease_user ")]
+    calls = [line for line in lines if line.startswith("set_by_lua_file $cw_log_user ")]
     if len(calls) != 1:
         raise RuntimeError(f"{conf}: no token check to replace")
     claim = calls[0].split(" ", 3)[3]
-    free = f"set $cw_lease_claim {claim}set $cw_lease_user $cw_gate_identity;\n"
+    free = f"set $cw_lease_claim {claim}set $cw_log_user $cw_gate_identity;\n"
     conf.write_text("".join(free if line in calls else line for line in lines))
 
 
