@@ -210,10 +210,12 @@ def test_a_token_remembered_as_checked_still_binds_its_viewer_and_stream(
 def test_tokens_work_while_the_memory_of_checked_ones_turns_over(
     start_stack: StackFactory,
 ) -> None:
-    """With room for one token, players taking turns push each other's out: each token is
-    then checked again, and still served by nginx alone."""
+    """With room for two tokens a generation, three players taking turns make the memory
+    turn over on every round (a generation fills, the older is dropped, a token found in
+    the older is carried over): each is still served by nginx alone, and logged as its
+    own viewer."""
     stack = start_stack(
-        why="lease tokens", lease_token_s=TOKEN_S * 3, lease_ttl_s=TTL_S * 3, lease_token_cache=1
+        why="lease tokens", lease_token_s=TOKEN_S * 3, lease_ttl_s=TTL_S * 3, lease_token_cache=2
     )
     player = Player(stack.url)
     try:
