@@ -20,6 +20,7 @@ local bit = require "bit"
 local base64 = require "ngx.base64"
 
 local byte, sub, find = string.byte, string.sub, string.find
+local pairs = pairs
 local bor, bxor = bit.bor, bit.bxor
 local now, time = ngx.now, os.time
 
@@ -139,7 +140,9 @@ local function check(claim)
         return nil
     end
     local given = base64.decode_base64url(mac_text)
-    if not given or #given ~= 32 then
+    -- The MAC's last character carries two spare bits, which decoding ignores: only the
+    -- spelling authsvc writes is the token (as authsvc's own check takes it).
+    if not given or #given ~= 32 or base64.encode_base64url(given) ~= mac_text then
         return nil
     end
     local message = sub(claim, 1, second)
@@ -173,6 +176,8 @@ function M.user(claim)
             if entry == nil then
                 return ""
             end
+        elseif entry[1] <= time() then
+            return "" -- expired: not carried over
         end
         remember(claim, entry)
     end
@@ -180,6 +185,19 @@ function M.user(claim)
         return ""
     end
     return entry[2]
+end
+
+-- How many claims the newer and the older generation hold (tests/integration/
+-- test_lease_token_lua.py reads it).
+function M.remembered()
+    local newer, older = 0, 0
+    for _ in pairs(fresh) do
+        newer = newer + 1
+    end
+    for _ in pairs(aged) do
+        older = older + 1
+    end
+    return newer, older
 end
 
 return M

@@ -10,6 +10,8 @@ import threading
 import pytest
 import requests
 
+from canwatch_stack.procs import free_port
+
 from edge_harness import SEGMENT, Player, StackFactory, ko
 from until import until
 
@@ -69,6 +71,28 @@ def test_fail_open_serves_the_stream_when_redis_or_authsvc_is_down(start_stack: 
     ko(player.activate(user, stream), 503, "Service Unavailable")
     # Failing open is for callers with an identity: without one, nothing is served.
     ko(player.watch(stream), 401, "Missing or invalid identity.")
+    player.close()
+
+
+@pytest.mark.parametrize("lease_token_s", [0, 2])
+def test_failing_open_to_an_origin_that_is_down_answers_in_json(
+    start_stack: StackFactory, lease_token_s: int
+) -> None:
+    """authsvc down and fail-open on: nginx goes to the origin, and when that is down too
+    the answer is the edge's JSON, with lease tokens on or off (a second error_page
+    hand-over, which nginx answers in HTML unless it is allowed)."""
+    stack = start_stack(
+        why="fail-open, an origin that is down, and it stops authsvc",
+        fail_open=True,
+        lease_token_s=lease_token_s,
+        origin_url=f"http://127.0.0.1:{free_port()}",
+    )
+    player = Player(stack.url)
+    user, stream = player.new_user(), player.new_stream()
+    stack.stop_authsvc()
+    r = player.watch(stream, user, path=SEGMENT)
+    assert r.headers["content-type"] == "application/json", r.text
+    ko(r, 502, "Bad Gateway")
     player.close()
 
 

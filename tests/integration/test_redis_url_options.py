@@ -36,4 +36,4 @@ def test_an_option_misspelt_stops_start_up(redis_server: RedisServer) -> None:
         timeout=30,
     )
     assert started.returncode == 2, started.stderr
-    assert "AUTHSVC_REDIS_URL: ?socket_timout= is not an option authsvc takes" in started.stderr
+    assert "AUTHSVC_REDIS_URL: the query holds an option authsvc does not take" in started.stderr
