@@ -217,6 +217,9 @@ def test_tokens_work_while_the_memory_of_checked_ones_turns_over(
     stack = start_stack(
         why="lease tokens", lease_token_s=TOKEN_S * 3, lease_ttl_s=TTL_S * 3, lease_token_cache=2
     )
+    # The memory's size reaches the check (tests/integration/test_lease_token_lua.py
+    # tests the memory itself).
+    assert ", false, 2)" in (stack.edge.prefix / "part-http-lease-token.conf").read_text()
     player = Player(stack.url)
     try:
         viewers = [watching(stack, player) for _ in range(3)]
