@@ -170,18 +170,12 @@ function M.user(claim)
     end
     local entry = fresh[claim]
     if entry == nil then
-        entry = aged[claim]
-        if entry == nil then
-            entry = check(claim)
-            if entry == nil then
-                return ""
-            end
-        elseif entry[1] <= time() then
-            return "" -- expired: not carried over
+        entry = aged[claim] or check(claim)
+        if entry == nil or entry[1] <= time() then
+            return "" -- an expired claim is not carried over
         end
         remember(claim, entry)
-    end
-    if entry[1] <= time() then
+    elseif entry[1] <= time() then
         return ""
     end
     return entry[2]
