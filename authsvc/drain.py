@@ -18,6 +18,8 @@ import signal
 import threading
 from types import FrameType
 
+from . import logs
+
 log = logging.getLogger("authsvc")
 
 
@@ -43,6 +45,7 @@ class Drain:
             if self.draining:
                 return  # a second SIGTERM (the supervisor's, after the group's) changes nothing
             self.draining = True
+            logs.write_through()
             log.info("SIGTERM: draining", extra={"drain_s": self.seconds})
             # A signal handler runs between two steps of the loop: schedule thread-safely so
             # that a loop asleep in select() wakes up to arm the timer.

@@ -95,10 +95,27 @@ class BufferedHandler(logging.Handler):
         while not self._stop.wait(self.interval):
             self.flush()
 
+    def write_through(self) -> None:
+        """Write what is queued, and from now on every line at once: the process is
+        stopping, and uvicorn ends it by raising SIGTERM again after its shutdown, which
+        runs no exit handler that would write a last batch."""
+        with self.lock:  # type: ignore[union-attr]
+            self.max_lines = 1
+            self._write()
+
     def close(self) -> None:
         self._stop.set()
         self.flush()
         super().close()
+
+
+def write_through() -> None:
+    """Every buffered handler of authsvc's and uvicorn's loggers writes each line at once
+    from now on (on SIGTERM)."""
+    for name in ("authsvc", "uvicorn"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, BufferedHandler):
+                handler.write_through()
 
 
 def config(level: str = "info") -> dict[str, Any]:

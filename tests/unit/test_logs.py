@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import signal
+
+import pytest
 
 from authsvc import logs
+from authsvc.drain import Drain
 
 
 def test_records_are_json_lines_with_extras() -> None:
@@ -46,3 +51,38 @@ def test_access_lines_share_the_format() -> None:
     line = json.loads(stream.getvalue())
     assert set(line) == {"ts", "level", "logger", "msg", "method", "path", "status"}
     assert (line["logger"], line["msg"], line["status"]) == ("authsvc.access", "request", 200)
+
+
+def test_on_sigterm_what_is_queued_is_written_and_every_line_after_it_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvicorn ends a worker by raising SIGTERM again after its shutdown: no exit handler
+    runs, so a batch still queued then would be lost."""
+    stream = io.StringIO()
+    handler = logs.BufferedHandler(stream, interval=3600)
+    handler.setFormatter(logs.JsonFormatter())
+    logger = logging.getLogger("authsvc")
+    monkeypatch.setattr(logger, "handlers", [handler])
+    monkeypatch.setattr(logger, "propagate", False)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    stops: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda sig, frame: stops.append(sig))
+
+    async def serve() -> None:
+        assert Drain(0).install()
+        logger.info("before")
+        handler.emit_line('{"msg": "access"}')
+        assert stream.getvalue() == ""
+        signal.raise_signal(signal.SIGTERM)
+        written = [json.loads(x)["msg"] for x in stream.getvalue().splitlines()]
+        assert written == ["before", "access", "SIGTERM: draining"]
+        logger.info("shutting down")
+        assert json.loads(stream.getvalue().splitlines()[-1])["msg"] == "shutting down"
+        await asyncio.sleep(0.05)  # the server's own handler, called after the drain (0 s)
+        assert stops == [signal.SIGTERM]
+
+    try:
+        asyncio.run(serve())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        handler.close()
