@@ -67,11 +67,17 @@ lint: $(READY)
 unit: $(READY)
 	$(PYTEST) tests/unit -q
 
+# The integration and end-to-end tests wait on servers more than they compute: on
+# TEST_WORKERS processes at once (pytest-xdist), each with its own servers and share of
+# the free ports; a test that needs the documented ports holds a lock while it runs.
+TEST_WORKERS ?= 3
+PARALLEL := -n $(TEST_WORKERS)
+
 integration: $(READY) test-deps
-	$(PYTEST) tests/integration -q
+	$(PYTEST) tests/integration -q $(PARALLEL)
 
 e2e: $(READY) test-deps
-	$(PYTEST) tests/e2e -q
+	$(PYTEST) tests/e2e -q $(PARALLEL)
 
 # Redis, authsvc and nginx on test hosts (network namespaces) cut apart by iptables: as
 # root (about 80 s here).

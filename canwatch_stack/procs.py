@@ -70,14 +70,27 @@ def _ephemeral_start() -> int:
         return 32768  # Linux's default
 
 
+def _share(first: int, end: int) -> tuple[int, int]:
+    """The part of [first, end) this process picks from. Test processes that pytest-xdist
+    runs side by side (and what they start) each take their own share, by the worker's
+    number: what one has handed out but not yet bound is never offered to another."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.isdecimal() and workers.isdecimal() and int(worker) < int(workers)):
+        return first, end
+    size = (end - first) // int(workers)
+    return first + int(worker) * size, first + (int(worker) + 1) * size
+
+
 def free_port(count: int = 1) -> int:
     """A loopback port nothing listens on now, not handed out before by this process and
     below the ephemeral range (for tests and benchmarks); with ``count``, the first of that
     many consecutive ones."""
-    end = _ephemeral_start() - count
+    start, end = _share(_FIRST_PORT, _ephemeral_start())
+    end -= count
     for _ in range(1000):
-        if end > _FIRST_PORT:
-            first = _pick.randrange(_FIRST_PORT, end)
+        if end > start:
+            first = _pick.randrange(start, end)
         else:  # no room below it: the kernel's choice, with the race described above
             with socket.socket() as probe:
                 probe.bind((LOOPBACK, 0))

@@ -4,11 +4,13 @@ one Redis, records every process's PID and stops them all."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,7 +69,19 @@ def test_the_stack_runs_on_a_cluster_and_on_sentinel(
     assert not list((stack.run_dir / "pids").glob("*.pid"))
 
 
+@pytest.fixture
+def the_default_ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The stack's documented ports, for one test at a time of every test worker
+    (pytest-xdist's): a lock in the folder their temporary folders share."""
+    root = tmp_path_factory.getbasetemp()
+    shared = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    with (shared / "the-default-ports.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.mark.parametrize("shape", ["single", "cluster", "sentinel"])
+@pytest.mark.usefixtures("the_default_ports")
 def test_make_run_serves_on_its_defaults(tmp_path: Path, shape: str) -> None:
     """`CANWATCH_STACK_REDIS=<shape> make run` as a newcomer types it: `authsvc stack` with
     no port set, on the documented ports, answering through the edge until SIGTERM."""

@@ -224,7 +224,13 @@ def test_requests_are_answered_while_the_provider_holds_a_fetch(
     refused(ask(service, key.token("ivy", kid="new-key")), 401, UNKNOWN)
     assert provider.held() == 1  # answered while the provider still holds the fetch
     provider.release()
-    assert until(lambda: fetches(service, "unknown_kid", "ok") == 1, timeout=10)
+    # The held fetch ends well; a second may follow it at once, asked for by the refusal
+    # above when that came more than 0.1 s after the first (a slow machine).
+    assert until(lambda: fetches(service, "unknown_kid", "ok") >= 1, timeout=10), " ".join(
+        line
+        for line in service.client.get("/metrics").text.splitlines()
+        if line.startswith("authsvc_jwks_fetches")
+    )
 
 
 def test_start_up_refuses_a_provider_that_does_not_answer_in_time(serve: Serve, provider: JwksServer) -> None:

@@ -3,8 +3,10 @@ ports, started and stopped by PID. A missing binary fails with the command that 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -91,7 +93,10 @@ class Authsvc:
         self.host = host
         self.prefix = tuple(prefix)
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = Path(tempfile.mkdtemp(prefix="authsvc-")) / "authsvc.log"
+        # Read after the process stops (a test's last look), removed when the tests end.
+        log_dir = tempfile.mkdtemp(prefix="authsvc-")
+        atexit.register(shutil.rmtree, log_dir, ignore_errors=True)
+        self.log_path = Path(log_dir) / "authsvc.log"
 
     @property
     def url(self) -> str:

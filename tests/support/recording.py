@@ -97,20 +97,43 @@ class RawAnswer:
 
 
 def send_raw(port: int, data: bytes, host: str = HOST) -> RawAnswer:
-    """Send ``data`` exactly as given on a connection of its own; the answer read to EOF
-    (send ``Connection: close``)."""
+    """Send ``data`` exactly as given on a connection of its own (send ``Connection:
+    close``); the answer read until its body is complete, or to EOF where nothing says
+    where it ends. (A refusal before a declared body is read ends in nginx's lingering
+    close: the connection stays open for seconds after the answer.)"""
     with socket.create_connection((host, port), timeout=10) as s:
         s.sendall(data)
         received = b""
-        while chunk := s.recv(65536):
+        while not _complete(received, head_request=data.startswith(b"HEAD ")):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
             received += chunk
     head, _, body = received.partition(b"\r\n\r\n")
+    status, headers = _head(head)
+    return RawAnswer(status, headers, body)
+
+
+def _head(head: bytes) -> tuple[int, dict[str, str]]:
     lines = head.decode("latin-1").split("\r\n")
     headers = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    return RawAnswer(int(lines[0].split(" ", 2)[1]), headers, body)
+    return int(lines[0].split(" ", 2)[1]), headers
+
+
+def _complete(received: bytes, head_request: bool) -> bool:
+    head, found, body = received.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    status, headers = _head(head)
+    if head_request or status in (204, 304) or status < 200:
+        return True
+    if "chunked" in headers.get("transfer-encoding", ""):
+        return body.endswith(b"0\r\n\r\n")
+    length = headers.get("content-length", "")
+    return length.isdecimal() and len(body) >= int(length)
 
 
 def log_files(run_dir: Path) -> list[Path]:

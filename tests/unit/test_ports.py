@@ -44,3 +44,29 @@ def test_a_port_something_listens_on_is_not_handed_out(monkeypatch: pytest.Monke
         picks = iter([taken, spare])
         monkeypatch.setattr(procs._pick, "randrange", lambda *_: next(picks))
         assert procs.free_port() == spare
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_test_workers_side_by_side_pick_from_shares_that_do_not_overlap(
+    monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    picked: list[set[int]] = []
+    for worker in range(workers):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", f"gw{worker}")
+        monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", str(workers))
+        monkeypatch.setattr(procs, "_handed_out", set())
+        picked.append({procs.free_port() for _ in range(200)} | {procs.free_ports(3) + 2})
+    for worker, ports in enumerate(picked):
+        others = set().union(*(p for i, p in enumerate(picked) if i != worker))
+        assert not ports & others
+        assert max(ports) - min(ports) < (procs._ephemeral_start() - 10000) // workers
+        assert not ports & set(ephemeral()) and min(ports) >= 10000
+
+
+def test_a_process_outside_the_test_workers_picks_from_the_whole_range(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    low, high = procs._share(10000, 32768)
+    assert (low, high) == (10000, 32768)
