@@ -154,6 +154,9 @@ def create_app(settings: Settings) -> ASGIApp:
         try:
             yield {STATE_KEY: state}
         finally:
+            # Stopping (SIGTERM before the drain's handler was installed included): what
+            # uvicorn logs from here is written as it comes (logs.BufferedHandler).
+            logs.write_through()
             if provider is not None:
                 await provider.stop()
             await state.leases.close()

@@ -41,15 +41,25 @@ class Drain:
             return False
         loop = asyncio.get_running_loop()
 
+        def begin(sig: int, frame: FrameType | None) -> None:
+            logs.flush()
+            log.info("SIGTERM: draining", extra={"drain_s": self.seconds})
+            loop.call_later(self.seconds, end, sig, frame)
+
+        def end(sig: int, frame: FrameType | None) -> None:
+            # uvicorn ends the process by raising SIGTERM again after its shutdown, which
+            # runs no exit handler: from here on, every line is written as it comes.
+            logs.write_through()
+            stop(sig, frame)
+
         def on_term(sig: int, frame: FrameType | None) -> None:
             if self.draining:
                 return  # a second SIGTERM (the supervisor's, after the group's) changes nothing
             self.draining = True
-            logs.write_through()
-            log.info("SIGTERM: draining", extra={"drain_s": self.seconds})
-            # A signal handler runs between two steps of the loop: schedule thread-safely so
-            # that a loop asleep in select() wakes up to arm the timer.
-            loop.call_soon_threadsafe(loop.call_later, self.seconds, stop, sig, frame)
+            # A signal handler runs between two steps of the loop, maybe inside a write of
+            # the log's: nothing here but the flag and the hand-over to the loop, scheduled
+            # thread-safely so that a loop asleep in select() wakes up.
+            loop.call_soon_threadsafe(begin, sig, frame)
 
         signal.signal(signal.SIGTERM, on_term)
         return True

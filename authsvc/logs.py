@@ -109,13 +109,22 @@ class BufferedHandler(logging.Handler):
         super().close()
 
 
+def _buffered() -> list[BufferedHandler]:
+    handlers = [*logging.getLogger("authsvc").handlers, *logging.getLogger("uvicorn").handlers]
+    return list({id(h): h for h in handlers if isinstance(h, BufferedHandler)}.values())
+
+
+def flush() -> None:
+    """Write what authsvc's and uvicorn's buffered handlers hold."""
+    for handler in _buffered():
+        handler.flush()
+
+
 def write_through() -> None:
-    """Every buffered handler of authsvc's and uvicorn's loggers writes each line at once
-    from now on (on SIGTERM)."""
-    for name in ("authsvc", "uvicorn"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, BufferedHandler):
-                handler.write_through()
+    """authsvc's and uvicorn's buffered handlers write what they hold, and each line at
+    once from now on: the process is stopping."""
+    for handler in _buffered():
+        handler.write_through()
 
 
 def config(level: str = "info") -> dict[str, Any]:
