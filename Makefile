@@ -69,9 +69,11 @@ unit: $(READY)
 
 # The integration and end-to-end tests wait on servers more than they compute: on
 # TEST_WORKERS processes at once (pytest-xdist), each with its own servers and share of
-# the free ports; a test that needs the documented ports holds a lock while it runs.
+# the free ports; a test that needs the documented ports holds a lock while it runs. A
+# file's tests stay on one worker, in their order: some read what earlier ones left in
+# the session's stack (its access log), and a module's fixtures are built once.
 TEST_WORKERS ?= 3
-PARALLEL := -n $(TEST_WORKERS)
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 
 integration: $(READY) test-deps
 	$(PYTEST) tests/integration -q $(PARALLEL)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+import harness
 from harness import Authsvc, AuthsvcFactory, Client, RedisServer, Topology, settings_env
 
 LAYERS = ("unit", "integration", "e2e")
@@ -16,6 +17,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         layer = next((part for part in item.path.parts if part in LAYERS), None)
         if layer is not None:
             item.add_marker(getattr(pytest.mark, layer))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def authsvc_logs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """authsvc's logs under this run's temporary folder, kept for the last three runs."""
+    harness.LOGS = tmp_path_factory.mktemp("authsvc-logs")
 
 
 @pytest.fixture(scope="session")

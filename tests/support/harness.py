@@ -3,10 +3,8 @@ ports, started and stopped by PID. A missing binary fails with the command that 
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -75,6 +73,11 @@ class RedisServer:
         return out.stdout.strip()
 
 
+# Where Authsvc keeps its processes' logs: pytest's temporary folder of the run, which
+# keeps the last three runs (tests/conftest.py sets it); else the system's.
+LOGS: Path | None = None
+
+
 class Authsvc:
     """`python -m authsvc serve` in a process of its own, with the given settings; on
     loopback, or on ``host`` through ``prefix`` (a test host's `ip netns exec NS`)."""
@@ -93,10 +96,7 @@ class Authsvc:
         self.host = host
         self.prefix = tuple(prefix)
         self.proc: subprocess.Popen[bytes] | None = None
-        # Read after the process stops (a test's last look), removed when the tests end.
-        log_dir = tempfile.mkdtemp(prefix="authsvc-")
-        atexit.register(shutil.rmtree, log_dir, ignore_errors=True)
-        self.log_path = Path(log_dir) / "authsvc.log"
+        self.log_path = Path(tempfile.mkdtemp(prefix="authsvc-", dir=LOGS)) / "authsvc.log"
 
     @property
     def url(self) -> str:

@@ -128,12 +128,30 @@ def _complete(received: bytes, head_request: bool) -> bool:
     if not found:
         return False
     status, headers = _head(head)
-    if head_request or status in (204, 304) or status < 200:
+    if status < 200:  # an interim answer (100 Continue): the final one follows
+        return _complete(body, head_request)
+    if head_request or status in (204, 304):
         return True
     if "chunked" in headers.get("transfer-encoding", ""):
-        return body.endswith(b"0\r\n\r\n")
+        return _chunks_end(body)
     length = headers.get("content-length", "")
     return length.isdecimal() and len(body) >= int(length)
+
+
+def _chunks_end(body: bytes) -> bool:
+    """Whether a chunked body is whole: chunk by chunk, up to the last (size 0) and the
+    empty line after it (no trailers)."""
+    at = 0
+    while True:
+        line_end = body.find(b"\r\n", at)
+        if line_end < 0:
+            return False
+        size = int(body[at:line_end].split(b";")[0], 16)
+        if size == 0:
+            return body.startswith(b"\r\n", line_end + 2)
+        at = line_end + 2 + size + 2
+        if at > len(body):
+            return False
 
 
 def log_files(run_dir: Path) -> list[Path]:
