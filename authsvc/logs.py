@@ -111,7 +111,7 @@ class BufferedHandler(logging.Handler):
 
 def _buffered() -> list[BufferedHandler]:
     handlers = [*logging.getLogger("authsvc").handlers, *logging.getLogger("uvicorn").handlers]
-    return list({id(h): h for h in handlers if isinstance(h, BufferedHandler)}.values())
+    return list(dict.fromkeys(h for h in handlers if isinstance(h, BufferedHandler)))
 
 
 def flush() -> None:
