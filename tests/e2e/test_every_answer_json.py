@@ -59,27 +59,28 @@ def test_a_control_byte_in_a_gated_request_header_is_answered_in_json(
         assert_json(answer, 400, 401)
 
 
-@pytest.mark.parametrize(
-    ("request_line", "headers", "status"),
-    [
-        ("GET /users/newId HTTP/2.0", [], 505),
-        ("GET /users/newId HTTP/3.0", [], 505),
-        ("GET /watch/s/demo/playlist.m3u8?userid=u HTTP/2.0", [], 505),
-        ("POST /streams/s/activate HTTP/1.1", [b"Transfer-Encoding: chunked, identity"], 501),
-        ("POST /streams/s/activate HTTP/1.1", [b"Transfer-Encoding: gzip"], 501),
-        ("GET /users/newId HTTP/1.1", [b"X-Bad\x01Name: 1"], 400),
-        ("GET /users/newId HTTP/1.1", [b"X: a\x00b"], 400),
-        ("GET /users/newId HTTP/1.1", [b"Host: a", b"Host: b"], 400),
-        ("GET /users/newId HTTP/1.1", [b"Content-Length: 1", b"Content-Length: 2"], 400),
-        ("GET /a\x01b HTTP/1.1", [], 400),
-        ("GET /streams/a\x80b/active HTTP/1.1", [], 400),  # uvicorn takes no byte over 0x7f
-        ("GET /watch/s/a\x80b.ts?userid=u HTTP/1.1", [], 400),  # nor the gate: HTTP wants it encoded
-        ("GET /watch/s\xc3\xa9/a.ts?userid=u HTTP/1.1", [], 400),
-        ("GET /users/newId?a=\xff HTTP/1.1", [], 400),
-        ("BREW /users/newId HTTP/1.1", [], 405),  # a method uvicorn does not know
-        ("PROPFIND /users/newId HTTP/1.1", [], 405),
-    ],
-)
+# Requests the edge refuses itself: (request line, headers, status).
+REFUSED = [
+    ("GET /users/newId HTTP/2.0", [], 505),
+    ("GET /users/newId HTTP/3.0", [], 505),
+    ("GET /watch/s/demo/playlist.m3u8?userid=u HTTP/2.0", [], 505),
+    ("POST /streams/s/activate HTTP/1.1", [b"Transfer-Encoding: chunked, identity"], 501),
+    ("POST /streams/s/activate HTTP/1.1", [b"Transfer-Encoding: gzip"], 501),
+    ("GET /users/newId HTTP/1.1", [b"X-Bad\x01Name: 1"], 400),
+    ("GET /users/newId HTTP/1.1", [b"X: a\x00b"], 400),
+    ("GET /users/newId HTTP/1.1", [b"Host: a", b"Host: b"], 400),
+    ("GET /users/newId HTTP/1.1", [b"Content-Length: 1", b"Content-Length: 2"], 400),
+    ("GET /a\x01b HTTP/1.1", [], 400),
+    ("GET /streams/a\x80b/active HTTP/1.1", [], 400),  # uvicorn takes no byte over 0x7f
+    ("GET /watch/s/a\x80b.ts?userid=u HTTP/1.1", [], 400),  # nor the gate: HTTP wants it encoded
+    ("GET /watch/s\xc3\xa9/a.ts?userid=u HTTP/1.1", [], 400),
+    ("GET /users/newId?a=\xff HTTP/1.1", [], 400),
+    ("BREW /users/newId HTTP/1.1", [], 405),  # a method uvicorn does not know
+    ("PROPFIND /users/newId HTTP/1.1", [], 405),
+]
+
+
+@pytest.mark.parametrize(("request_line", "headers", "status"), REFUSED)
 def test_requests_nginx_refuses_are_answered_in_json(
     edge: Deployment, request_line: str, headers: list[bytes], status: int
 ) -> None:
@@ -87,10 +88,12 @@ def test_requests_nginx_refuses_are_answered_in_json(
 
 
 def test_every_line_of_the_access_log_is_json(edge: Deployment) -> None:
-    # After the requests above (bytes over 0x7f and control bytes in request lines and
-    # headers): escape=json writes bytes over 0x7f verbatim, so the edge keeps them out.
+    # After requests with bytes over 0x7f and control bytes in request lines and headers:
+    # escape=json writes bytes over 0x7f verbatim, so the edge keeps them out.
     if edge.stack is None:
         pytest.skip("reads the edge's access log: only on a stack of our own, not HOST")
+    for request_line, headers, status in REFUSED:
+        assert send(edge, request_line, *headers).status == status, request_line
     log = edge.stack.prefix / "access.log"
     # Written at most a second late: wait for a request sent after all of those.
     last = requests.get(f"{edge.url}/nowhere", timeout=5).headers["X-Request-ID"]
