@@ -4,7 +4,6 @@ one Redis, records every process's PID and stops them all."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import socket
@@ -21,7 +20,7 @@ from canwatch_stack.procs import alive
 from canwatch_stack.settings import StackSettings
 
 from edge_harness import Player, StackFactory, ko
-from harness import ROOT
+from harness import ROOT, held, shared_by_workers
 from until import until
 
 pytestmark = pytest.mark.e2e
@@ -73,10 +72,7 @@ def test_the_stack_runs_on_a_cluster_and_on_sentinel(
 def the_default_ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The stack's documented ports, for one test at a time of every test worker
     (pytest-xdist's): a lock in the folder their temporary folders share."""
-    root = tmp_path_factory.getbasetemp()
-    shared = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
-    with (shared / "the-default-ports.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with held(shared_by_workers(tmp_path_factory) / "the-default-ports.lock"):
         yield
 
 

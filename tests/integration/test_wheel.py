@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,26 @@ import requests
 
 from canwatch_stack.procs import free_port, stop_process, wait_http
 
-from harness import ROOT, SECRET, RedisServer, need_binary
+from harness import ROOT, SECRET, RedisServer, held, need_binary, shared_by_workers
 from until import until
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The bin/ folder of a fresh venv with the wheel and the pinned runtime installed."""
-    tmp = tmp_path_factory.mktemp("wheel")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bin/ folder of a fresh venv with the wheel and the pinned runtime installed:
+    built once a run, by whichever test worker comes first, and shared by the others."""
+    tmp = shared_by_workers(tmp_path_factory) / "wheel"
+    bin_dir = tmp / "venv" / "bin"
+    with held(tmp.with_suffix(".lock")):
+        if not (tmp / "ready").exists():
+            shutil.rmtree(tmp, ignore_errors=True)  # what a worker that failed here left
+            build(tmp)
+            (tmp / "ready").touch()
+    return bin_dir
+
+
+def build(tmp: Path) -> None:
+    """The wheel from the files git tracks, installed with the pinned runtime in tmp/venv."""
     source = tmp / "src"
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
     for name in tracked.stdout.decode().split("\0"):
@@ -37,10 +48,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     subprocess.run([*pip, "wheel", "--no-deps", "-w", str(dist), str(source)], check=True, timeout=300)
     (wheel,) = dist.glob("canwatch_authsvc-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True, timeout=120)
-    bin_dir = tmp / "venv" / "bin"
-    install = [str(bin_dir / "python"), "-m", "pip", "--disable-pip-version-check", "-q", "install"]
+    python = str(tmp / "venv" / "bin" / "python")
+    install = [python, "-m", "pip", "--disable-pip-version-check", "-q", "install", "--no-compile"]
     subprocess.run([*install, "-r", str(ROOT / "requirements.lock"), str(wheel)], check=True, timeout=600)
-    yield bin_dir
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -3,6 +3,8 @@ ports, started and stopped by PID. A missing binary fails with the command that 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -10,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +35,21 @@ def need_binary(name: str, package: str | None = None) -> str:
         return find_binary(name, package)
     except StackError as exc:
         pytest.fail(str(exc))
+
+
+def shared_by_workers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The temporary folder every test worker of this run shares (pytest-xdist's workers
+    each have a folder of their own inside it); without xdist, the run's own."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
+@contextlib.contextmanager
+def held(lock: Path) -> Iterator[None]:
+    """An exclusive lock on a file, across the test workers, for as long as the block runs."""
+    with lock.open("w") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        yield
 
 
 class RedisServer:
