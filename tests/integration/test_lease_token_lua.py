@@ -118,6 +118,14 @@ def fresh_ids(prefix: str, count: int) -> list[str]:
     return [f"{prefix}-{time.monotonic_ns()}-{n}" for n in range(count)]
 
 
+def test_the_jit_warm_up_leaves_nothing_remembered(lua_nginx: str) -> None:
+    """init() runs the path of a claim seen before with a claim of its own (for LuaJIT to
+    compile that path first): afterwards that claim is not valid and the memory is empty."""
+    (user,) = fresh_ids("u", 1)
+    answers = ask(lua_nginx, "\0warm-up", claim(user, "s"))
+    assert answers == [("", 0, 0), (user, 1, 0)], answers
+
+
 def test_the_memory_keeps_at_most_two_generations_of_its_size(lua_nginx: str) -> None:
     users = fresh_ids("u", 7)
     answers = ask(lua_nginx, *(claim(user, "s") for user in users))
