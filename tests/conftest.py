@@ -10,6 +10,9 @@ from harness import Authsvc, AuthsvcFactory, Client, RedisServer, Topology, sett
 
 LAYERS = ("unit", "integration", "e2e")
 
+# A run that collected more tests than it reports on fails (tests/support/every_test_ran.py).
+pytest_plugins = ["every_test_ran"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test carries the marker of its layer (its folder): `-m integration` etc."""

@@ -1,0 +1,41 @@
+"""A pytest plugin: a run that reports on fewer tests than it collected fails.
+
+pytest-xdist's ``--dist loadfile`` and ``loadgroup`` once ran 581 of 621 collected tests
+here and said nothing (docs/development.md). This compares, on the process that reports
+(xdist's controller, or pytest alone), the tests collected with the tests something was
+reported for: passed, failed, skipped or in error at any phase.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def unreported(session: pytest.Session) -> int:
+    """How many collected tests no report names (0 when every one was answered for)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return 0
+    seen = {
+        report.nodeid
+        for category, reports in reporter.stats.items()
+        if category not in ("deselected", "warnings")
+        for report in reports
+        if isinstance(report, pytest.TestReport)
+    }
+    return session.testscollected - len(seen)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # A worker's own session reports nothing; a run stopped early (-x, a failure, ^C)
+    # has its own reason for what it did not run.
+    if hasattr(session.config, "workerinput") or exitstatus != pytest.ExitCode.OK:
+        return
+    missing = unreported(session)
+    if missing > 0:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = f"{missing} of {session.testscollected} collected tests were never run or reported"
+        if reporter is not None:
+            reporter.write_line(f"ERROR: {message}", red=True, bold=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
