@@ -34,6 +34,12 @@ def pytest_runtest_protocol(item, nextitem):
     return item.name == "test_two" or None
 """
 
+# Two cases of one test under one node id, as schemathesis collects them.
+TWICE = """
+def pytest_collection_modifyitems(items):
+    items.append(items[0])
+"""
+
 
 def run(tmp_path: Path, conftest: str, *args: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_small.py").write_text(SUITE)
@@ -57,6 +63,13 @@ def test_a_run_that_leaves_a_collected_test_out_fails(tmp_path: Path, workers: l
     result = run(tmp_path, DROP_ONE, *workers)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 of 3 collected tests were never run or reported" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_cases_that_share_a_node_id_each_count(tmp_path: Path, workers: list[str]) -> None:
+    result = run(tmp_path, TWICE, *workers)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed, 1 skipped" in result.stdout, result.stdout
 
 
 def test_a_deselected_test_is_not_missing(tmp_path: Path) -> None:
