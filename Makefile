@@ -72,8 +72,9 @@ unit: $(READY)
 # The integration and end-to-end tests wait on servers more than they compute: on
 # TEST_WORKERS processes at once (pytest-xdist), each with its own servers and share of
 # the free ports; a test that needs the documented ports holds a lock while it runs. Tests
-# go to whichever worker is free (xdist's default): --dist loadfile and loadgroup run only
-# 4 of test_openapi_contract's 44 here, without a word. `make test` runs both layers in
+# go to whichever worker is free (xdist's default): --dist loadfile and loadgroup queue
+# tests by node id, which schemathesis's cases share, and run 4 of test_openapi_contract's
+# 44, without a word. `make test` runs both layers in
 # one run (`servers`), so that no worker idles while another finishes a layer's slowest test.
 TEST_WORKERS ?= 4
 PARALLEL := -n $(TEST_WORKERS)

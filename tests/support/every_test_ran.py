@@ -1,9 +1,9 @@
 """A pytest plugin: a run that reports on fewer tests than it collected fails.
 
 pytest-xdist's ``--dist loadfile`` and ``loadgroup`` once ran 581 of 621 collected tests
-here and said nothing (docs/development.md). This compares, on the process that reports
-(xdist's controller, or pytest alone), the tests collected with the tests something was
-reported for: passed, failed, skipped or in error at any phase.
+here and said nothing: they queue tests by node id, and schemathesis's cases share one
+(docs/development.md). This compares, on the process that reports (xdist's controller,
+or pytest alone), the tests collected with the outcomes reported.
 """
 
 from __future__ import annotations
