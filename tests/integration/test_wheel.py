@@ -49,7 +49,7 @@ def build(tmp: Path) -> None:
     (wheel,) = dist.glob("canwatch_authsvc-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True, timeout=120)
     python = str(tmp / "venv" / "bin" / "python")
-    install = [python, "-m", "pip", "--disable-pip-version-check", "-q", "install", "--no-compile"]
+    install = [python, "-m", "pip", "--disable-pip-version-check", "-q", "install"]
     subprocess.run([*install, "-r", str(ROOT / "requirements.lock"), str(wheel)], check=True, timeout=600)
 
 
