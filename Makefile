@@ -18,7 +18,7 @@ docs: $(READY)
 	$(PY) -m authsvc settings --write-docs docs/settings.md
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
-.PHONY: docs k8s-config vendor-players run stop test test-stress unit integration e2e servers network endtoend lint bench-api bench-gate bench-scale bench-links soak system-deps test-deps clean
+.PHONY: docs k8s-config vendor-players run stop test test-stress unit integration e2e suite network endtoend lint bench-api bench-gate bench-scale bench-links soak system-deps test-deps clean
 
 # Byte-compiled once, on both cores: pip compiles one file at a time (half the set-up's
 # time), and with PYTHONDONTWRITEBYTECODE set, as it may be, a venv without .pyc files has
@@ -53,7 +53,7 @@ run: $(READY) system-deps
 stop: $(READY)
 	$(PY) -m authsvc stack --stop
 
-test: lint unit servers network
+test: lint suite network
 
 # `make test` three times in a row while stress-ng keeps both cores busy: the suite waits
 # on conditions, never on the machine's speed. stress-ng is bounded and stopped by PID.
@@ -69,18 +69,19 @@ lint: $(READY)
 	$(VENV)/bin/ruff format --check authsvc canwatch_edge canwatch_stack tests bench
 	$(VENV)/bin/mypy
 
-unit: $(READY)
-	$(PYTEST) tests/unit -q
-
 # The integration and end-to-end tests wait on servers more than they compute: on
 # TEST_WORKERS processes at once (pytest-xdist), each with its own servers and share of
 # the free ports; a test that needs the documented ports holds a lock while it runs. Tests
 # go to whichever worker is free (xdist's default): --dist loadfile and loadgroup queue
 # tests by node id, which schemathesis's cases share, and run 4 of test_openapi_contract's
-# 44, without a word. `make test` runs both layers in
-# one run (`servers`), so that no worker idles while another finishes a layer's slowest test.
+# 44, without a word. `make test` runs the unit, integration and end-to-end tests as one
+# run (`suite`), so that no worker idles while another finishes a layer's slowest test.
 TEST_WORKERS ?= 4
 PARALLEL := -n $(TEST_WORKERS)
+
+# Alone, the unit tests are quicker in one process than with the workers' start-up.
+unit: $(READY)
+	$(PYTEST) tests/unit -q
 
 integration: $(READY) test-deps
 	$(PYTEST) tests/integration -q $(PARALLEL)
@@ -88,8 +89,8 @@ integration: $(READY) test-deps
 e2e: $(READY) test-deps
 	$(PYTEST) tests/e2e -q $(PARALLEL)
 
-servers: $(READY) test-deps
-	$(PYTEST) tests/integration tests/e2e -q $(PARALLEL)
+suite: $(READY) test-deps
+	$(PYTEST) tests/unit tests/integration tests/e2e -q $(PARALLEL)
 
 # Redis, authsvc and nginx on test hosts (network namespaces) cut apart by iptables: as
 # root (about 80 s here).

@@ -51,9 +51,8 @@ def run(tmp_path: Path, conftest: str, *args: str) -> subprocess.CompletedProces
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
-def test_a_run_that_reports_on_every_test_passes(tmp_path: Path, workers: list[str]) -> None:
-    result = run(tmp_path, "", *workers)
+def test_a_run_that_reports_on_every_test_passes(tmp_path: Path) -> None:
+    result = run(tmp_path, "")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "never run" not in result.stdout
 
@@ -65,9 +64,8 @@ def test_a_run_that_leaves_a_collected_test_out_fails(tmp_path: Path, workers: l
     assert "1 of 3 collected tests were never run or reported" in result.stdout, result.stdout
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
-def test_cases_that_share_a_node_id_each_count(tmp_path: Path, workers: list[str]) -> None:
-    result = run(tmp_path, TWICE, *workers)
+def test_cases_that_share_a_node_id_each_count_on_xdist_workers(tmp_path: Path) -> None:
+    result = run(tmp_path, TWICE, "-n", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed, 1 skipped" in result.stdout, result.stdout
 
