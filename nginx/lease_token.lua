@@ -56,6 +56,23 @@ local fresh, aged, count, limit = {}, {}, 0, 0
 
 local M = {}
 
+-- LuaJIT compiles a function along the path it takes when it turns hot. Compiled along a
+-- first sight's whole check, M.user leaves the path of a claim seen before (nearly every
+-- fetch) to the interpreter: that path would need a side trace that returns below the
+-- frame it started in, which LuaJIT 2.1 does not compile ("NYI: return to lower frame").
+-- So the path of a claim seen before is taken first, here, until it is compiled, with a
+-- claim no fetch can send (nginx's claim holds no NUL). The loop itself is not compiled:
+-- a trace of it would take M.user in, and M.user would not be compiled on its own.
+local function warm_up()
+    local claim = "\0warm-up"
+    fresh[claim] = { math.huge, "" }
+    for _ = 1, 1000 do
+        M.user(claim)
+    end
+    fresh[claim] = nil
+end
+jit.off(warm_up)
+
 -- Once, from init_by_lua: the key (64 hex characters, used as they are, like authsvc does),
 -- the tokens' lifetime in seconds, whether tokens end in the JWT's subject (jwt mode), and
 -- how many valid claims a generation of the memory holds (0: none kept). Without a key
@@ -80,7 +97,7 @@ function M.init(key, lifetime_s, jwt, cache_size)
     crypto.SHA256_Init(outer)
     crypto.SHA256_Update(outer, opad, 64)
     keyed = true
-    M.warm_up()
+    warm_up()
 end
 
 -- The raw 32-byte HMAC-SHA256 of message.
@@ -181,23 +198,6 @@ function M.user(claim)
     end
     return entry[2]
 end
-
--- LuaJIT compiles a function along the path it takes when it turns hot. Compiled along a
--- first sight's whole check, M.user leaves the path of a claim seen before (nearly every
--- fetch) to the interpreter: that path would need a side trace that returns below the
--- frame it started in, which LuaJIT 2.1 does not compile ("NYI: return to lower frame").
--- So the path of a claim seen before is taken first, here, until it is compiled, with a
--- claim no fetch can send (nginx's claim holds no NUL). The loop itself is not compiled:
--- a trace of it would take M.user in, and M.user would not be compiled on its own.
-function M.warm_up()
-    local claim = "\0warm-up"
-    fresh[claim] = { math.huge, "" }
-    for _ = 1, 1000 do
-        M.user(claim)
-    end
-    fresh[claim] = nil
-end
-jit.off(M.warm_up)
 
 -- How many claims the newer and the older generation hold (tests/integration/
 -- test_lease_token_lua.py reads it).
