@@ -132,20 +132,26 @@ class Authsvc:
     def logs(self) -> str:
         return self.log_path.read_text()
 
-    def access_entries(self, count: int, route: str, timeout: float = 30.0) -> list[dict[str, object]]:
-        """The access-log entries of ``route``, once there are at least ``count`` of them
-        (the log is written in batches); fails after ``timeout`` seconds."""
+    def access_entries(self, count: int, route: str | None, timeout: float = 30.0) -> list[dict[str, object]]:
+        """The access-log entries of ``route`` (None: of every route), once there are at
+        least ``count`` of them (the log is written in batches); fails after ``timeout``
+        seconds."""
         deadline = time.monotonic() + timeout
         while True:
             entries = []
             for line in self.logs().splitlines():
                 entry = json.loads(line) if line.startswith("{") else {}
-                if entry.get("logger") == "authsvc.access" and entry.get("route") == route:
+                if entry.get("logger") == "authsvc.access" and route in (None, entry.get("route")):
                     entries.append(entry)
             if len(entries) >= count or time.monotonic() > deadline:
                 assert len(entries) >= count, f"{len(entries)} of {count} {route} entries in {self.log_path}"
                 return entries
             time.sleep(0.05)
+
+    def slowest_answer(self, count: int) -> float:
+        """The longest authsvc took to answer (seconds, from its access log: started with
+        access_log on) among at least ``count`` requests."""
+        return max(float(str(e["ms"])) for e in self.access_entries(count, None)) / 1000
 
 
 # start_authsvc(**overrides) -> a started Authsvc: the fixture's type.
