@@ -203,6 +203,12 @@ def main() -> int:
     # More than the players: every token has been seen once before the counting starts.
     parser.add_argument("--warm", type=int, default=600)
     parser.add_argument("--counted", type=int, default=1000)
+    parser.add_argument(
+        "--modes",
+        default="plain,ungated,exact,exact_uds,token,token_check,lua_yes,no_lua",
+        help="comma-separated subset (plain is always counted: the others are its multiples)",
+    )
+    parser.add_argument("--no-authsvc", action="store_true", help="skip authsvc's side of the exact mode")
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_annotate"):
         if shutil.which(tool) is None:
@@ -260,8 +266,14 @@ def measure(
     }  # fmt: skip
     (run_dir / "cg-lua-yes" / "lease_token_valid.lua").write_text('return "1"\n')
     free_token_check(run_dir / "cg-no-lua")
+    wanted = {"plain", *args.modes.split(",")}
+    if wanted - set(modes):
+        print(f"bench-gate: no such mode: {', '.join(sorted(wanted - set(modes)))}", file=sys.stderr)
+        return 2
     counts: dict[str, float] = {}
     for mode, ((root, port), path_of, cookies, decision) in modes.items():
+        if mode not in wanted:
+            continue
         send = (path_of, players, cookies, size)
         warm = instructions(root, port, args.warm, send, nginx_env)
         total = instructions(root, port, args.warm + args.counted, send, nginx_env)
@@ -273,7 +285,10 @@ def measure(
         print(f"  {mode:11} {counts[mode]:9,.0f} instructions per fetch", flush=True)
     print(f"\nper fetch, as a multiple of the plain proxy's ({counts['plain']:,.0f})")
     for mode, count in counts.items():
-        print(f"  {mode:11} {count / counts['plain']:5.2f}x  {count - counts['ungated']:+9,.0f} over ungated")
+        over = f"{count - counts['ungated']:+9,.0f} over ungated" if "ungated" in counts else ""
+        print(f"  {mode:11} {count / counts['plain']:5.2f}x  {over}")
+    if args.no_authsvc:
+        return 0
     # authsvc as the exact mode asks it, without lease tokens to issue.
     env = {**stack.env, "AUTHSVC_LEASE_TOKEN_S": "0"}
     serve = ["authsvc", "serve", "--host", "127.0.0.1", "--port", "{port}", "--workers", "1"]
