@@ -10,6 +10,8 @@ templates into a directory of its own and proxying to the stack's origin (and as
 stack's authsvc in the exact mode). It is sent WARM fetches of the ~100 KB segment, then
 WARM + COUNTED in a second run; the difference divided by COUNTED is the user-space
 instructions per fetch (the kernel's work, the same in every mode, is not counted). Each
+mode is counted on --copies fresh nginx processes (3), and the median is its figure: the
+Lua modes' counts differ between processes (LuaJIT's traces) by more than its runs do. Each
 fetch is one of many players, with its own identity and lease cookie, on one keep-alive
 connection; every answer must be a 200 with the segment's bytes, and the worker's access
 log must show the mode's decision on every gated fetch.
@@ -31,9 +33,11 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -96,6 +100,18 @@ def plain_copy(source: Path, root: Path) -> tuple[Path, int]:
     for sub in ("body", "proxy"):
         (root / sub).mkdir(exist_ok=True)
     return root, port
+
+
+def lua_yes(copy: tuple[Path, int]) -> tuple[Path, int]:
+    """The copy with a Lua check that says yes at once: what calling Lua costs."""
+    (copy[0] / "lease_token_valid.lua").write_text('return "1"\n')
+    return copy
+
+
+def no_lua(copy: tuple[Path, int]) -> tuple[Path, int]:
+    """The copy with no Lua call at all: a valid token's path, the check free."""
+    free_token_check(copy[0])
+    return copy
 
 
 def fetches(port: int, path_of: str, players: list[Player], count: int, cookies: bool, size: int) -> None:
@@ -208,6 +224,7 @@ def main() -> int:
         default="plain,ungated,exact,exact_uds,token,token_check,lua_yes,no_lua",
         help="comma-separated subset (plain is always counted: the others are its multiples)",
     )
+    parser.add_argument("--copies", type=int, default=3, help="fresh nginx processes per mode; the median")
     parser.add_argument("--no-authsvc", action="store_true", help="skip authsvc's side of the exact mode")
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_annotate"):
@@ -242,47 +259,52 @@ def measure(
     size = len(get(f"{plain_url}/{SEGMENT}")[0])
     gated = "/watch/{stream}/" + SEGMENT
     plain_conf = run_dir / "plain" / "nginx.conf"
-    # mode -> (its nginx, path, cookies sent, the decision its access log must show)
-    modes = {
-        "plain": (plain_copy(plain_conf, run_dir / "cg-plain"), "/" + SEGMENT, True, None),
-        "ungated": (edge_copy(stack, run_dir / "cg-ungated", 0), "/open/" + SEGMENT, True, ""),
-        "exact": (edge_copy(stack, run_dir / "cg-exact", 0, exact[0]), gated, False, "allowed"),
+    # mode -> (make its nginx in a directory, path, cookies sent, the decision its access
+    # log must show)
+    Make = Callable[[Path], tuple[Path, int]]
+    modes: dict[str, tuple[Make, str, bool, str | None]] = {
+        "plain": (lambda d: plain_copy(plain_conf, d), "/" + SEGMENT, True, None),
+        "ungated": (lambda d: edge_copy(stack, d, 0), "/open/" + SEGMENT, True, ""),
+        "exact": (lambda d: edge_copy(stack, d, 0, exact[0]), gated, False, "allowed"),
         # The same, with authsvc on a unix socket beside nginx (`authsvc serve --uds`).
-        "exact_uds": (edge_copy(stack, run_dir / "cg-uds", 0, exact[1]), gated, False, "allowed"),
+        "exact_uds": (lambda d: edge_copy(stack, d, 0, exact[1]), gated, False, "allowed"),
         # Every player's token seen in the warm-up: each fetch's claim is one its nginx
         # worker remembers as checked, as for a player's every fetch after its first
         # with that token.
-        "token": (edge_copy(stack, run_dir / "cg-token", TOKEN_S), gated, True, "token"),
+        "token": (lambda d: edge_copy(stack, d, TOKEN_S), gated, True, "token"),
         # Nothing remembered (CANWATCH_EDGE_LEASE_TOKEN_CACHE=0): every fetch's token
         # checked in full, MAC and all, as a player's first fetch with a token is.
-        "token_check": (
-            edge_copy(stack, run_dir / "cg-token-check", TOKEN_S, token_cache=0), gated, True, "token"
-        ),
+        "token_check": (lambda d: edge_copy(stack, d, TOKEN_S, token_cache=0), gated, True, "token"),
         # Where the token mode's cost lies: the same, with the Lua check replaced by one
         # that says yes at once (what calling Lua costs), and with no Lua at all (a valid
         # token's path through the gate location, the check free).
-        "lua_yes": (edge_copy(stack, run_dir / "cg-lua-yes", TOKEN_S), gated, True, "token"),
-        "no_lua": (edge_copy(stack, run_dir / "cg-no-lua", TOKEN_S), gated, True, "token"),
+        "lua_yes": (lambda d: lua_yes(edge_copy(stack, d, TOKEN_S)), gated, True, "token"),
+        "no_lua": (lambda d: no_lua(edge_copy(stack, d, TOKEN_S)), gated, True, "token"),
     }  # fmt: skip
-    (run_dir / "cg-lua-yes" / "lease_token_valid.lua").write_text('return "1"\n')
-    free_token_check(run_dir / "cg-no-lua")
     wanted = {"plain", *args.modes.split(",")}
     if wanted - set(modes):
         print(f"bench-gate: no such mode: {', '.join(sorted(wanted - set(modes)))}", file=sys.stderr)
         return 2
     counts: dict[str, float] = {}
-    for mode, ((root, port), path_of, cookies, decision) in modes.items():
+    for mode, (make, path_of, cookies, decision) in modes.items():
         if mode not in wanted:
             continue
         send = (path_of, players, cookies, size)
-        warm = instructions(root, port, args.warm, send, nginx_env)
-        total = instructions(root, port, args.warm + args.counted, send, nginx_env)
-        counts[mode] = (total - warm) / args.counted
-        if decision is not None:
-            seen = decisions(root)
-            if set(seen) != {decision}:
-                raise RuntimeError(f"{mode}: the access log's decisions are {dict(seen)}, not {decision!r}")
-        print(f"  {mode:11} {counts[mode]:9,.0f} instructions per fetch", flush=True)
+        # Each copy a fresh nginx: LuaJIT's traces, and so the Lua modes' counts, differ
+        # between processes by more than one process's runs do.
+        per_copy = []
+        for copy in range(args.copies):
+            root, port = make(run_dir / f"cg-{mode}-{copy}")
+            warm = instructions(root, port, args.warm, send, nginx_env)
+            total = instructions(root, port, args.warm + args.counted, send, nginx_env)
+            per_copy.append((total - warm) / args.counted)
+            if decision is not None:
+                seen = decisions(root)
+                if set(seen) != {decision}:
+                    raise RuntimeError(f"{mode}: the access log has decisions {dict(seen)}, not {decision!r}")
+        counts[mode] = statistics.median(per_copy)
+        spread = f"  (copies {min(per_copy):,.0f} to {max(per_copy):,.0f})" if len(per_copy) > 1 else ""
+        print(f"  {mode:11} {counts[mode]:9,.0f} instructions per fetch{spread}", flush=True)
     print(f"\nper fetch, as a multiple of the plain proxy's ({counts['plain']:,.0f})")
     for mode, count in counts.items():
         over = f"{count - counts['ungated']:+9,.0f} over ungated" if "ungated" in counts else ""
