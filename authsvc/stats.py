@@ -43,7 +43,8 @@ def bucket_ms(ttl_ms: int) -> int:
 @functools.cache
 def slot_tags() -> tuple[str, ...]:
     """For every Cluster slot, a shortest hash tag of letters and digits that maps to it
-    (CRC16 as Redis Cluster computes it): about 0.2 s once per process, Cluster only."""
+    (CRC16 as Redis Cluster computes it): 70-200 ms once per process, Cluster only, as
+    StatsKeys is made."""
     tags: list[str | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
     missing = REDIS_CLUSTER_HASH_SLOTS
     alphabet = string.ascii_letters + string.digits
@@ -66,6 +67,11 @@ class StatsKeys:
         self.prefix = prefix
         self.per_slot = per_slot
         self._single = f"{prefix}stats"
+        if per_slot:
+            # Computed here, as the app starts: left to the first request, it held up
+            # that request and every other on the event loop (70 ms here, a paused
+            # primary's first 503 past the Redis timeout).
+            slot_tags()
 
     def for_user(self, user_id: str) -> str:
         """The hash in the same slot as the user's keys (``<prefix>{<userId>}:...``)."""

@@ -56,12 +56,14 @@ def test_a_paused_primary_fails_only_its_own_slots_within_the_timeout(
                 took = time.monotonic() - started
                 if port == paused:
                     assert r.status_code == 503, r.text
-                    assert took < TIMEOUT_MS / 1000 + 0.5
+                    assert took < SEEN_S
                 else:
                     assert r.status_code == 200, r.text
     finally:
         redis_cluster.node_command(paused, "CLIENT", "UNPAUSE")
     assert others
+    # Within the timeout by authsvc's own clock (its access log), 503s included.
+    assert cluster_authsvc.slowest_answer(sum(len(users) for users in by_primary.values())) < SERVED_S
     r = client.http.get(f"{client.base}/readyz", timeout=5)
     assert r.status_code == 200, r.text
     client.close()
