@@ -113,3 +113,22 @@ def test_the_log_names_a_fetch_by_its_path_as_sent(player: Player, edge: Deploym
     entry = access_entry(edge.stack, answer.headers["X-Request-ID"])
     assert entry["path"] == f"/watch/{stream}/demo/caf%C3%A9%80.ts"
     assert entry["decision"] == "allowed" and entry["route"] == "gate"
+
+
+def test_the_benchmark_baseline_proxies_like_the_gate_and_logs_the_path_without_its_query(
+    start_stack: StackFactory,
+) -> None:
+    # /open/ (bench/, ungated) is only worth measuring while it does the gate's proxying:
+    # the same bytes from the origin, and a log line with the path as sent, query left out.
+    stack = start_stack(why="the benchmark's /open/ location", ungated=True)
+    player = Player(stack.url)
+    user, stream = active_stream(player)
+    gated = player.watch(stream, user, path=SEGMENT)
+    assert gated.status_code == 200
+    opened = requests.get(f"{stack.url}/open/{SEGMENT}?token=not-for-the-log", timeout=5)
+    assert opened.status_code == 200
+    assert opened.content == gated.content
+    entry = access_entry(stack, opened.headers["X-Request-ID"])
+    assert entry["path"] == f"/open/{SEGMENT}"
+    assert entry["route"] == "open" and entry["status"] == 200
+    player.close()
