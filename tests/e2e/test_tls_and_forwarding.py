@@ -81,7 +81,7 @@ def test_http2_through_the_gate(player: Player, edge: Deployment) -> None:
 def test_only_tls_1_2_and_newer(edge: Deployment) -> None:
     stack = own_stack(edge)
     assert stack.local_tls is not None
-    conf = (stack.prefix / "part-server-tls.conf").read_text()
+    conf = (stack.prefix / "part-http-tls.conf").read_text()
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf
     for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
         context = ssl.create_default_context(cafile=str(stack.local_tls.ca))
@@ -207,7 +207,7 @@ def test_authsvc_reached_by_name_resolution_serves_api_and_gate(start_stack: Sta
     # variable, looked up again as it expires; an address needs no lookup, the path is
     # the same.
     stack = start_stack(why="CANWATCH_EDGE_RESOLVER", resolver="127.0.0.1")
-    assert "proxy_pass http://$cw_authsvc_address;" in (stack.prefix / "nginx.conf").read_text()
+    assert "proxy_pass http://$cw_authsvc_address;" in (stack.prefix / "server.conf").read_text()
     player = Player(stack.url)
     user, stream = player.new_user(), player.new_stream()
     assert player.activate(user, stream).status_code == 200

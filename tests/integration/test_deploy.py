@@ -122,12 +122,13 @@ def test_compose_edge_settings_render_a_config_nginx_accepts(tmp_path: Path) -> 
     assert check.returncode == 0, check.stderr
     conf = (prefix / "nginx.conf").read_text()
     assert "listen 0.0.0.0:9004;" in conf
-    assert "listen 0.0.0.0:9443 ssl http2;" in (prefix / "part-server-tls.conf").read_text()
+    assert "listen 0.0.0.0:9443 ssl http2;" in (prefix / "part-http-tls.conf").read_text()
     # Logs on stdio, and authsvc's name looked up again through Docker's DNS.
     assert "error_log stderr warn;" in conf and "access_log /dev/stdout canwatch" in conf
     resolver = (prefix / "part-http-resolver.conf").read_text()
-    assert "resolver 127.0.0.11 valid=10s" in resolver and "proxy_pass http://$cw_authsvc_address;" in conf
-    assert "canwatch_authsvc;" not in conf.replace("upstream canwatch_authsvc", "")
+    server = (prefix / "server.conf").read_text()
+    assert "resolver 127.0.0.11 valid=10s" in resolver and "proxy_pass http://$cw_authsvc_address;" in server
+    assert "canwatch_authsvc;" not in server
 
 
 def test_compose_runs_each_part_as_an_operator_would() -> None:

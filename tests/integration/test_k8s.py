@@ -206,7 +206,7 @@ def test_an_edge_terminating_tls_needs_its_certificate_and_key(given: str | None
     overrides.update(
         CANWATCH_EDGE_TLS_CERT="/etc/canwatch/tls/tls.crt", CANWATCH_EDGE_TLS_KEY="/etc/canwatch/tls/tls.key"
     )
-    assert "listen" in k8s.render_files(k8s.settings_env(overrides))["part-server-tls.conf"]
+    assert "listen" in k8s.render_files(k8s.settings_env(overrides))["part-http-tls.conf"]
 
 
 def test_nginx_accepts_the_edge_as_the_pod_mounts_it(base: list[Obj], tmp_path: Path) -> None:
